@@ -1,0 +1,22 @@
+import type { ExitCode } from '../../adapters/errors.ts';
+
+export interface CommandOption {
+  type: 'string' | 'boolean';
+  help: string;
+}
+
+export interface CommandArgs {
+  values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  positionals: string[];
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  usage: string;
+  description: string;
+  options: Record<string, CommandOption>;
+  run(args: CommandArgs): Promise<ExitCode>;
+}
+
+export const commands: Record<string, Command> = {};
