@@ -1,0 +1,88 @@
+// Durable file replacement: temp file in the same directory, fsync, rename, fsync the directory.
+// A reader therefore sees either the old or the new contents, never a torn file, and after the
+// call returns the new contents survive a power cut.
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { isErrnoCode } from './errors.ts';
+
+const TEMP_MARK = '.bk-tmp-';
+
+export function tempPathFor(path: string): string {
+  return join(
+    dirname(path),
+    `.${basename(path)}${TEMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`,
+  );
+}
+
+/** fsync a directory so a rename inside it is durable. Windows cannot open directories. */
+export async function fsyncDir(dir: string): Promise<void> {
+  if (process.platform === 'win32') return;
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+// Windows reports EPERM/EBUSY/EACCES while a virus scanner or indexer holds the file briefly.
+async function renameWithRetry(from: string, to: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await rename(from, to);
+      return;
+    } catch (err) {
+      const transient = ['EPERM', 'EBUSY', 'EACCES'].some((c) => isErrnoCode(err, c));
+      if (!transient || process.platform !== 'win32' || attempt >= 10) throw err;
+      await new Promise((r) => setTimeout(r, 50 * (attempt + 1)));
+    }
+  }
+}
+
+export interface AtomicWriteOptions {
+  mode?: number;
+  /** Called after the temp file is fsynced and before the rename (crash tests use it). */
+  beforeRename?: (tempPath: string) => void | Promise<void>;
+}
+
+export async function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array,
+  options: AtomicWriteOptions = {},
+): Promise<void> {
+  const dir = dirname(path);
+  await mkdir(dir, { recursive: true });
+  const temp = tempPathFor(path);
+  const handle = await open(temp, 'wx', options.mode ?? 0o644);
+  try {
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await options.beforeRename?.(temp);
+    await renameWithRetry(temp, path);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw err;
+  }
+  await fsyncDir(dir);
+}
+
+/** Removes temp files a crashed writer left beside `path` (any writer, any pid). */
+export async function removeStaleTemps(path: string): Promise<string[]> {
+  const dir = dirname(path);
+  const prefix = `.${basename(path)}${TEMP_MARK}`;
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if (isErrnoCode(err, 'ENOENT')) return [];
+    throw err;
+  }
+  const stale = names.filter((n) => n.startsWith(prefix));
+  await Promise.all(stale.map((n) => rm(join(dir, n), { force: true })));
+  return stale.map((n) => join(dir, n));
+}

@@ -1,0 +1,131 @@
+// A reader for the INI files the box shares with the Python tool (settings.ini, configuration.ini).
+// It follows Python configparser, which wrote and read them: `key=value` or `key: value`,
+// full-line `;`/`#` comments, indented continuation lines, case-insensitive keys, values kept
+// verbatim (backslashes are not escapes). On top it accepts inline ` ; comment`s and section
+// headers followed by a comment, as the documented settings.ini uses both. The npm `ini`
+// package was not used: it cuts values at `#`, drops `[paths] ; comment` headers and unescapes
+// backslashes (see docs/architecture.md).
+//
+// Pure text in, data out; the file IO stays with the caller.
+
+export interface IniEntry {
+  /** The key as written (configparser compares keys case-insensitively). */
+  key: string;
+  value: string;
+  line: number;
+}
+
+export interface IniSection {
+  name: string;
+  line: number;
+  entries: IniEntry[];
+}
+
+export interface IniProblem {
+  line: number;
+  message: string;
+}
+
+export interface IniDocument {
+  sections: IniSection[];
+  problems: IniProblem[];
+}
+
+const SECTION = /^\s*\[([^\]]+)\]\s*(?:[;#].*)?$/;
+const ENTRY = /^\s*([^=:\s][^=:]*?)\s*[=:]\s*(.*)$/;
+
+/** Cuts an inline comment: a `;` that follows whitespace starts one. */
+function stripInlineComment(value: string): string {
+  const m = /\s;/.exec(value);
+  return (m === null ? value : value.slice(0, m.index)).trim();
+}
+
+export function parseIni(text: string): IniDocument {
+  const sections: IniSection[] = [];
+  const problems: IniProblem[] = [];
+  let current: IniSection | undefined;
+  let lastEntry: IniEntry | undefined;
+  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
+  lines.forEach((raw, index) => {
+    const line = index + 1;
+    const trimmed = raw.trim();
+    if (trimmed === '' || trimmed.startsWith(';') || trimmed.startsWith('#')) {
+      if (trimmed === '') lastEntry = undefined;
+      return;
+    }
+    const header = SECTION.exec(raw);
+    if (header !== null) {
+      const name = (header[1] as string).trim();
+      if (sections.some((s) => s.name.toLowerCase() === name.toLowerCase())) {
+        problems.push({ line, message: `section [${name}] appears more than once` });
+      }
+      current = { name, line, entries: [] };
+      sections.push(current);
+      lastEntry = undefined;
+      return;
+    }
+    if (trimmed.startsWith('[')) {
+      problems.push({ line, message: `malformed section header "${trimmed}"` });
+      return;
+    }
+    if (/^\s/.test(raw) && lastEntry !== undefined) {
+      const more = stripInlineComment(trimmed);
+      lastEntry.value = lastEntry.value === '' ? more : `${lastEntry.value}\n${more}`;
+      return;
+    }
+    const entry = ENTRY.exec(raw);
+    if (entry === null) {
+      problems.push({ line, message: `expected "key = value", got "${trimmed}"` });
+      return;
+    }
+    if (current === undefined) {
+      problems.push({ line, message: `"${trimmed}" comes before any [section] header` });
+      return;
+    }
+    const key = (entry[1] as string).trim();
+    if (current.entries.some((e) => e.key.toLowerCase() === key.toLowerCase())) {
+      problems.push({ line, message: `key "${key}" appears more than once in [${current.name}]` });
+    }
+    lastEntry = { key, value: stripInlineComment(entry[2] as string), line };
+    current.entries.push(lastEntry);
+  });
+  return { sections, problems };
+}
+
+export function findSection(doc: IniDocument, name: string): IniSection | undefined {
+  const lower = name.toLowerCase();
+  return doc.sections.find((s) => s.name.toLowerCase() === lower);
+}
+
+export function findEntry(section: IniSection | undefined, key: string): IniEntry | undefined {
+  const lower = key.toLowerCase();
+  return section?.entries.find((e) => e.key.toLowerCase() === lower);
+}
+
+/**
+ * Decodes an INI file's bytes. The Python tool wrote with the platform encoding, which is GBK
+ * on a Chinese Windows, but read as UTF-8; accept both so such a file is not misread.
+ */
+export function decodeConfigText(bytes: Uint8Array): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes).replace(/^\uFEFF/, '');
+  } catch {
+    return new TextDecoder('gb18030').decode(bytes);
+  }
+}
+
+/** Levenshtein distance, for "did you mean" hints on misspelt sections and keys. */
+export function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0] as number;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = prev[j] as number;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      prev[j] = Math.min(up + 1, (prev[j - 1] as number) + 1, diag + cost);
+      diag = up;
+    }
+  }
+  return prev[b.length] as number;
+}
