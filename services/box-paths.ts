@@ -45,3 +45,8 @@ export function resolveBoxPath(platform: NodeJS.Platform, base: string, raw: str
   const api = platform === 'win32' ? win32 : posix;
   return { ok: true, path: api.join(base, ...parts(value)) };
 }
+
+/** `java` → `java.exe` on Windows. */
+export function executableName(base: string, platform: NodeJS.Platform): string {
+  return platform === 'win32' ? `${base}.exe` : base;
+}

@@ -1,0 +1,317 @@
+// Runs one supervision machine per box service and implements its effects with the adapters.
+import { join } from 'node:path';
+import { createActor, fromPromise, type Actor } from 'xstate';
+import type { BoxAppApi } from '../adapters/box-app.ts';
+import { errorMessage, ServiceError } from '../adapters/errors.ts';
+import type { FreeswitchCli } from '../adapters/freeswitch.ts';
+import type { Logger } from '../adapters/logger.ts';
+import type { ProcessControl, ProcInfo } from '../adapters/processes.ts';
+import {
+  serviceMachine,
+  serviceStatus,
+  type DetectOutput,
+  type EffectInput,
+  type ServiceName,
+  type StartOutput,
+  type SupervisionPolicy,
+} from '../machines/service.machine.ts';
+import { executableName } from './box-paths.ts';
+
+/** What a service looks like from outside: how to find, start, probe and stop it. */
+export interface ServiceSpec {
+  name: ServiceName;
+  /** Picks this service's process out of the process table. */
+  matches(p: ProcInfo): boolean;
+  start(): Promise<number>;
+  isReady(): Promise<boolean>;
+  /** Asks the service to stop itself (FreeSWITCH: fs_cli shutdown); the supervisor then waits. */
+  requestStop?(): Promise<void>;
+}
+
+export interface SupervisorDeps {
+  processes: ProcessControl;
+  logger: Logger;
+  policy: SupervisionPolicy;
+  intervalMs: number;
+  readyTimeoutMs: number;
+  stopTimeoutMs: number;
+  now?: () => number;
+}
+
+export interface ServiceState {
+  name: ServiceName;
+  status: ReturnType<typeof serviceStatus>;
+  pid: number | null;
+  failures: number;
+  lastError: string | null;
+  since: string;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+
+export class ServiceSupervisor {
+  readonly spec: ServiceSpec;
+  private readonly deps: SupervisorDeps;
+  private readonly actor: Actor<typeof serviceMachine>;
+  private since = new Date().toISOString();
+  private readonly listeners = new Set<(s: ServiceState) => void>();
+
+  constructor(spec: ServiceSpec, deps: SupervisorDeps) {
+    this.spec = spec;
+    this.deps = deps;
+    const now = deps.now ?? Date.now;
+    const log = deps.logger.child({ service: spec.name });
+
+    const find = async (): Promise<ProcInfo | undefined> =>
+      (await deps.processes.list()).find((p) => spec.matches(p));
+    const gone = async (pid: number | null) =>
+      pid === null || !deps.processes.isAlive(pid) || (await find())?.pid !== pid;
+
+    const machine = serviceMachine.provide({
+      actors: {
+        detect: fromPromise<DetectOutput, EffectInput>(async () => {
+          const p = await find();
+          return { pid: p?.pid ?? null };
+        }),
+        start: fromPromise<StartOutput, EffectInput>(async () => {
+          const pid = await spec.start();
+          log.info({ pid }, 'started');
+          return { pid, at: now() };
+        }),
+        waitReady: fromPromise<undefined, EffectInput>(async ({ input, signal }) => {
+          const deadline = now() + deps.readyTimeoutMs;
+          for (;;) {
+            if (await spec.isReady()) return undefined;
+            if (signal.aborted) return undefined;
+            if (await gone(input.pid)) throw new ServiceError(spec.name, 'exited while starting');
+            if (now() >= deadline) {
+              throw new ServiceError(spec.name, `not ready within ${deps.readyTimeoutMs} ms`);
+            }
+            await sleep(Math.min(250, deps.intervalMs), signal);
+          }
+        }),
+        watch: fromPromise<undefined, EffectInput>(async ({ input, signal }) => {
+          while (!signal.aborted) {
+            if (await gone(input.pid)) return undefined;
+            await sleep(deps.intervalMs, signal);
+          }
+          return undefined;
+        }),
+        stop: fromPromise<undefined, EffectInput>(async ({ input }) => {
+          const target = input.pid ?? (await find())?.pid ?? null;
+          if (target === null) return undefined;
+          if (spec.requestStop !== undefined) {
+            await spec
+              .requestStop()
+              .catch((err: unknown) =>
+                log.warn({ err: errorMessage(err) }, 'graceful stop failed'),
+              );
+          } else {
+            await deps.processes.killTree(target, 'SIGTERM');
+          }
+          const deadline = now() + deps.stopTimeoutMs;
+          while (deps.processes.isAlive(target) && now() < deadline) await sleep(100);
+          if (deps.processes.isAlive(target)) {
+            log.warn(
+              { pid: target, timeoutMs: deps.stopTimeoutMs },
+              'did not stop in time; killing the process tree',
+            );
+            await deps.processes.killTree(target, 'SIGKILL');
+            const killDeadline = now() + 5000;
+            while (deps.processes.isAlive(target) && now() < killDeadline) await sleep(50);
+            if (deps.processes.isAlive(target))
+              throw new ServiceError(spec.name, `pid ${target} survived SIGKILL`);
+          }
+          log.info({ pid: target }, 'stopped');
+          return undefined;
+        }),
+      },
+    });
+
+    this.actor = createActor(machine, { input: { name: spec.name, policy: deps.policy } });
+    let last = '';
+    this.actor.subscribe((snap) => {
+      const status = serviceStatus(snap.value);
+      const key = `${status}|${String(snap.context.pid)}`;
+      if (key === last) return;
+      last = key;
+      this.since = new Date(now()).toISOString();
+      const state = this.state();
+      if (status === 'crash-loop') {
+        log.error(
+          {
+            starts: snap.context.starts.length,
+            windowMs: deps.policy.crashLoopWindowMs,
+            lastError: snap.context.lastError,
+          },
+          'crash loop: not restarting',
+        );
+      } else if (status === 'backoff') {
+        log.warn(
+          { failures: snap.context.failures, lastError: snap.context.lastError },
+          'failed; restarting after backoff',
+        );
+      } else {
+        log.debug({ status, pid: snap.context.pid }, 'service state');
+      }
+      for (const l of this.listeners) l(state);
+    });
+  }
+
+  start(): void {
+    this.actor.start();
+  }
+
+  state(): ServiceState {
+    const snap = this.actor.getSnapshot();
+    return {
+      name: this.spec.name,
+      status: serviceStatus(snap.value),
+      pid: snap.context.pid,
+      failures: snap.context.failures,
+      lastError: snap.context.lastError,
+      since: this.since,
+    };
+  }
+
+  onChange(listener: (s: ServiceState) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Resolves when the service reaches one of the statuses (or rejects after timeoutMs). */
+  waitFor(statuses: ServiceState['status'][], timeoutMs: number): Promise<ServiceState> {
+    return new Promise((resolve, reject) => {
+      const check = (s: ServiceState) => {
+        if (!statuses.includes(s.status)) return false;
+        clearTimeout(timer);
+        off();
+        resolve(s);
+        return true;
+      };
+      const timer = setTimeout(() => {
+        off();
+        reject(
+          new ServiceError(
+            this.spec.name,
+            `did not reach ${statuses.join('/')} within ${timeoutMs} ms`,
+          ),
+        );
+      }, timeoutMs);
+      const off = this.onChange(check);
+      check(this.state());
+    });
+  }
+
+  /** Stops the service and keeps it stopped (the intentional state) until resume(). */
+  async stopAndHold(timeoutMs: number): Promise<void> {
+    this.actor.send({ type: 'STOP' });
+    await this.waitFor(['stopped'], timeoutMs);
+  }
+
+  resume(): void {
+    this.actor.send({ type: 'START' });
+  }
+
+  /** Stops supervising; the service process itself keeps running. */
+  detach(): void {
+    this.actor.stop();
+  }
+}
+
+// ---- the two box services --------------------------------------------------------------------
+
+export interface JavaServiceOptions {
+  javaDir: string;
+  jar: string;
+  appYml: string;
+  boxRoot: string;
+  pidFile: string;
+  logFile: string;
+  platform: NodeJS.Platform;
+  processes: ProcessControl;
+  boxApp: () => BoxAppApi;
+  fileExists(path: string): Promise<boolean>;
+  writePidFile(path: string, pid: number): Promise<void>;
+  /** Environment prepared by DOS\start.bat (Windows); undefined to inherit ours. */
+  environment?: () => Promise<NodeJS.ProcessEnv | undefined>;
+}
+
+const sameFile = (platform: NodeJS.Platform, a: string, b: string) =>
+  platform === 'win32' ? a.toLowerCase() === b.toLowerCase() : a === b;
+
+export function javaService(o: JavaServiceOptions): ServiceSpec {
+  const jarArg = `-jar ${o.jar}`;
+  return {
+    name: 'java',
+    // By command line (`-jar <our jar>`), not by pid.txt: survives pid reuse and adopts a Java
+    // started by another launcher. Windows' fast process list has no command line: by image.
+    matches: (p) =>
+      p.cmd !== ''
+        ? o.platform === 'win32'
+          ? p.cmd.toLowerCase().includes(jarArg.toLowerCase())
+          : p.cmd.includes(jarArg)
+        : /^javaw?(\.exe)?$/i.test(p.name),
+    async start() {
+      if (!(await o.fileExists(o.jar))) throw new ServiceError('java', `jar not found: ${o.jar}`);
+      const bundled = join(o.javaDir, 'bin', executableName('java', o.platform));
+      const java = (await o.fileExists(bundled)) ? bundled : 'java';
+      const env = await o.environment?.();
+      const pid = await o.processes.spawnDetached(
+        java,
+        ['-jar', o.jar, `--spring.config.location=${o.appYml}`],
+        {
+          cwd: o.boxRoot,
+          logFile: o.logFile,
+          ...(env === undefined ? {} : { env }),
+        },
+      );
+      await o.writePidFile(o.pidFile, pid);
+      return pid;
+    },
+    isReady: () => o.boxApp().isReady(),
+  };
+}
+
+export interface FreeswitchServiceOptions {
+  fsDir: string;
+  platform: NodeJS.Platform;
+  processes: ProcessControl;
+  cli: FreeswitchCli;
+  logFile: string;
+}
+
+export function freeswitchService(o: FreeswitchServiceOptions): ServiceSpec {
+  const consoleName = executableName('FreeSwitchConsole', o.platform);
+  const consolePath = join(o.fsDir, consoleName);
+  return {
+    name: 'freeswitch',
+    matches: (p) => {
+      const argv0 = p.cmd.split(/\s+/)[0] ?? '';
+      // A full path in argv0 must be ours (several FreeSWITCH trees may exist, e.g. in tests).
+      if (argv0.includes('/') || argv0.includes('\\'))
+        return sameFile(o.platform, argv0, consolePath);
+      return p.name.toLowerCase() === consoleName.toLowerCase();
+    },
+    start: () =>
+      o.processes.spawnDetached(consolePath, ['-nc'], { cwd: o.fsDir, logFile: o.logFile }),
+    async isReady() {
+      try {
+        await o.cli.run('sofia status');
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async requestStop() {
+      await o.cli.run('shutdown');
+    },
+  };
+}
