@@ -239,12 +239,7 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
         (typeof env.data.content === 'string'
           ? env.data.content
           : JSON.stringify(env.data.content));
-      throw new CloudError(
-        endpoint,
-        'business',
-        `code ${env.data.code}: ${why}`,
-        { status: 200 },
-      );
+      throw new CloudError(endpoint, 'business', `code ${env.data.code}: ${why}`, { status: 200 });
     }
     // The original treats any falsy content ("", 0, [], {}, null) as absent.
     const c = env.data.content;

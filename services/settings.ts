@@ -186,7 +186,7 @@ export const REGISTRY_KEY = 'HKLM\\SOFTWARE\\Ect888\\Qthz';
 export const REGISTRY_VALUE = 'QthzInstallPath';
 
 export interface SettingsDeps {
-  readFile(path: string): Promise<Uint8Array>;
+  readFile: (path: string) => Promise<Uint8Array>;
   registry: Registry;
   platform: NodeJS.Platform;
 }

@@ -21,7 +21,7 @@ import { executableName } from './box-paths.ts';
 export interface ServiceSpec {
   name: ServiceName;
   /** Picks this service's process out of the process table. */
-  matches(p: ProcInfo): boolean;
+  matches: (p: ProcInfo) => boolean;
   start(): Promise<number>;
   isReady(): Promise<boolean>;
   /** Asks the service to stop itself (FreeSWITCH: fs_cli shutdown); the supervisor then waits. */
@@ -47,14 +47,17 @@ export interface ServiceState {
   since: string;
 }
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t);
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
       resolve();
-    });
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
   });
+}
 
 export class ServiceSupervisor {
   readonly spec: ServiceSpec;
@@ -82,7 +85,7 @@ export class ServiceSupervisor {
         }),
         start: fromPromise<StartOutput, EffectInput>(async () => {
           const pid = await spec.start();
-          log.info({ pid }, 'started');
+          log.info({ servicePid: pid }, 'started');
           return { pid, at: now() };
         }),
         waitReady: fromPromise<undefined, EffectInput>(async ({ input, signal }) => {
@@ -120,7 +123,7 @@ export class ServiceSupervisor {
           while (deps.processes.isAlive(target) && now() < deadline) await sleep(100);
           if (deps.processes.isAlive(target)) {
             log.warn(
-              { pid: target, timeoutMs: deps.stopTimeoutMs },
+              { servicePid: target, timeoutMs: deps.stopTimeoutMs },
               'did not stop in time; killing the process tree',
             );
             await deps.processes.killTree(target, 'SIGKILL');
@@ -129,7 +132,7 @@ export class ServiceSupervisor {
             if (deps.processes.isAlive(target))
               throw new ServiceError(spec.name, `pid ${target} survived SIGKILL`);
           }
-          log.info({ pid: target }, 'stopped');
+          log.info({ servicePid: target }, 'stopped');
           return undefined;
         }),
       },
@@ -159,7 +162,7 @@ export class ServiceSupervisor {
           'failed; restarting after backoff',
         );
       } else {
-        log.debug({ status, pid: snap.context.pid }, 'service state');
+        log.debug({ status, servicePid: snap.context.pid }, 'service state');
       }
       for (const l of this.listeners) l(state);
     });
@@ -247,18 +250,40 @@ export interface JavaServiceOptions {
 const sameFile = (platform: NodeJS.Platform, a: string, b: string) =>
   platform === 'win32' ? a.toLowerCase() === b.toLowerCase() : a === b;
 
+/**
+ * Java is found by command line (`-jar <our jar>`), not by pid.txt: that survives pid reuse and
+ * adopts a Java started by another launcher. Windows' fast process list has no command line,
+ * so there it is found by image name.
+ */
+export function javaMatcher(jar: string, platform: NodeJS.Platform): (p: ProcInfo) => boolean {
+  const jarArg = `-jar ${jar}`;
+  return (p) =>
+    p.cmd !== ''
+      ? platform === 'win32'
+        ? p.cmd.toLowerCase().includes(jarArg.toLowerCase())
+        : p.cmd.includes(jarArg)
+      : /^javaw?(\.exe)?$/i.test(p.name);
+}
+
+/** FreeSWITCH is found as its console process; a full path in argv0 must be ours. */
+export function freeswitchMatcher(
+  fsDir: string,
+  platform: NodeJS.Platform,
+): (p: ProcInfo) => boolean {
+  const consoleName = executableName('FreeSwitchConsole', platform);
+  const consolePath = join(fsDir, consoleName);
+  return (p) => {
+    const argv0 = p.cmd.split(/\s+/)[0] ?? '';
+    // Several FreeSWITCH trees may exist (tests run many boxes side by side).
+    if (argv0.includes('/') || argv0.includes('\\')) return sameFile(platform, argv0, consolePath);
+    return p.name.toLowerCase() === consoleName.toLowerCase();
+  };
+}
+
 export function javaService(o: JavaServiceOptions): ServiceSpec {
-  const jarArg = `-jar ${o.jar}`;
   return {
     name: 'java',
-    // By command line (`-jar <our jar>`), not by pid.txt: survives pid reuse and adopts a Java
-    // started by another launcher. Windows' fast process list has no command line: by image.
-    matches: (p) =>
-      p.cmd !== ''
-        ? o.platform === 'win32'
-          ? p.cmd.toLowerCase().includes(jarArg.toLowerCase())
-          : p.cmd.includes(jarArg)
-        : /^javaw?(\.exe)?$/i.test(p.name),
+    matches: javaMatcher(o.jar, o.platform),
     async start() {
       if (!(await o.fileExists(o.jar))) throw new ServiceError('java', `jar not found: ${o.jar}`);
       const bundled = join(o.javaDir, 'bin', executableName('java', o.platform));
@@ -289,17 +314,10 @@ export interface FreeswitchServiceOptions {
 }
 
 export function freeswitchService(o: FreeswitchServiceOptions): ServiceSpec {
-  const consoleName = executableName('FreeSwitchConsole', o.platform);
-  const consolePath = join(o.fsDir, consoleName);
+  const consolePath = join(o.fsDir, executableName('FreeSwitchConsole', o.platform));
   return {
     name: 'freeswitch',
-    matches: (p) => {
-      const argv0 = p.cmd.split(/\s+/)[0] ?? '';
-      // A full path in argv0 must be ours (several FreeSWITCH trees may exist, e.g. in tests).
-      if (argv0.includes('/') || argv0.includes('\\'))
-        return sameFile(o.platform, argv0, consolePath);
-      return p.name.toLowerCase() === consoleName.toLowerCase();
-    },
+    matches: freeswitchMatcher(o.fsDir, o.platform),
     start: () =>
       o.processes.spawnDetached(consolePath, ['-nc'], { cwd: o.fsDir, logFile: o.logFile }),
     async isReady() {

@@ -1,4 +1,8 @@
 import type { ExitCode } from '../../adapters/errors.ts';
+import { heartbeatCommand } from './heartbeat.ts';
+import { runCommand } from './run.ts';
+import { statusCommand } from './status.ts';
+import { tokenCommand } from './token.ts';
 
 export interface CommandOption {
   type: 'string' | 'boolean';
@@ -19,4 +23,6 @@ export interface Command {
   run(args: CommandArgs): Promise<ExitCode>;
 }
 
-export const commands: Record<string, Command> = {};
+export const commands: Record<string, Command> = Object.fromEntries(
+  [runCommand, statusCommand, heartbeatCommand, tokenCommand].map((c) => [c.name, c]),
+);

@@ -1,0 +1,57 @@
+import { join } from 'node:path';
+import { ExitCode } from '../../adapters/errors.ts';
+import { acquireInstanceLock } from '../../adapters/instance-lock.ts';
+import { Agent } from '../../services/agent.ts';
+import { loadBoxConfig, readAppPort } from '../../services/box-config.ts';
+import { cloudFor, fsCliFor, loadContext, realWorld, settingsOption } from '../context.ts';
+import type { Command } from './index.ts';
+
+export const runCommand: Command = {
+  name: 'run',
+  summary: 'Run the agent (heartbeats, service supervision) until stopped',
+  usage: '[--settings PATH]',
+  description:
+    'Runs the boxkeeper daemon for one box: keeps Java and FreeSWITCH running and sends\n' +
+    'heartbeats to the cloud platform. One instance per box (a lock in [paths] agent_data).\n' +
+    'Stops on SIGINT/SIGTERM; the box services keep running.',
+  options: { ...settingsOption },
+  async run(args) {
+    const ctx = await loadContext(args, 'auto');
+    const { settings, log } = ctx;
+    const lock = await acquireInstanceLock(
+      join(settings.paths.agentData, 'agent.lock'),
+      'boxkeeper run',
+      realWorld.processes,
+    );
+    try {
+      const boxConfig = await loadBoxConfig(settings.paths.config, realWorld.files.readFile);
+      const port = await readAppPort(settings.paths.appYml, realWorld.files.readFile);
+      // The cloud client signs with whatever configuration.ini the agent last read.
+      const current = { agent: undefined as Agent | undefined };
+      const cloud = cloudFor(ctx, () => current.agent?.boxConfig ?? boxConfig);
+      const agent = new Agent({
+        settings,
+        logger: log.logger,
+        files: realWorld.files,
+        processes: realWorld.processes,
+        cloud,
+        fsCli: fsCliFor(settings),
+        system: realWorld.system,
+        boxApp: realWorld.boxApp(port),
+        boxConfig,
+      });
+      current.agent = agent;
+      agent.start();
+      const signal = await new Promise<NodeJS.Signals>((resolve) => {
+        process.once('SIGINT', () => resolve('SIGINT'));
+        process.once('SIGTERM', () => resolve('SIGTERM'));
+      });
+      log.logger.info({ signal }, 'stopping (box services keep running)');
+      await agent.stop();
+    } finally {
+      await lock.release();
+      log.close();
+    }
+    return ExitCode.ok;
+  },
+};

@@ -1,0 +1,58 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ExitCode } from '../../adapters/errors.ts';
+import { ownerAlive, readLockOwner } from '../../adapters/instance-lock.ts';
+import { statusPath, type AgentStatus } from '../../services/agent.ts';
+import { loadContext, realWorld, settingsOption } from '../context.ts';
+import type { Command } from './index.ts';
+
+function ago(iso: string | undefined): string {
+  if (iso === undefined) return 'never';
+  const s = Math.round((Date.now() - Date.parse(iso)) / 1000);
+  return s < 120 ? `${s}s ago` : `${Math.round(s / 60)}m ago`;
+}
+
+export const statusCommand: Command = {
+  name: 'status',
+  summary: 'Show whether the agent runs, service states and the last heartbeat',
+  usage: '[--json] [--settings PATH]',
+  description:
+    'Reads the running agent’s status file ([paths] agent_data/status.json) and its lock.\n' +
+    'With --json prints one JSON object (running, status) for scripts.',
+  options: { ...settingsOption, json: { type: 'boolean', help: 'Print JSON' } },
+  async run(args) {
+    const { settings, log } = await loadContext(args, 'none');
+    log.close();
+    const owner = await readLockOwner(join(settings.paths.agentData, 'agent.lock'));
+    const running = await ownerAlive(owner, realWorld.processes);
+    const status = await readFile(statusPath(settings), 'utf8').then(
+      (text) => JSON.parse(text) as AgentStatus,
+      () => null,
+    );
+    if (args.values.json === true) {
+      process.stdout.write(
+        `${JSON.stringify({ running, pid: running ? owner?.pid : null, box: settings.paths.boxRoot, status })}\n`,
+      );
+      return ExitCode.ok;
+    }
+    const lines = [
+      `agent:      ${running ? `running (pid ${owner?.pid})` : 'not running'}`,
+      `box:        ${settings.paths.boxRoot}${status === null ? '' : ` (version ${status.box.version})`}`,
+    ];
+    if (status !== null) {
+      if (!running) lines.push(`last seen:  ${ago(status.updatedAt)} (status below is from then)`);
+      for (const name of ['java', 'freeswitch'] as const) {
+        const s = status.services[name];
+        lines.push(
+          `${name.padEnd(11)} ${s === undefined ? 'not supervised' : `${s.status}${s.pid === null ? '' : ` (pid ${s.pid})`} since ${ago(s.since)}${s.lastError === null ? '' : `; last error: ${s.lastError}`}`}`,
+        );
+      }
+      const hb = status.heartbeat;
+      lines.push(
+        `heartbeat:  ${hb.sent} sent, ${hb.failed} failed; last ${hb.last === null ? 'never' : `${ago(hb.last.at)} ${hb.last.ok ? 'ok' : `FAILED: ${hb.last.error ?? ''}`}`}`,
+      );
+    }
+    process.stdout.write(`${lines.join('\n')}\n`);
+    return ExitCode.ok;
+  },
+};

@@ -1,0 +1,73 @@
+// Composition root: loads settings, builds the real adapters and hands them to services.
+import { join } from 'node:path';
+import { createBoxAppClient } from '../adapters/box-app.ts';
+import { createCloudClient, type CloudApi } from '../adapters/cloud-client.ts';
+import { nodeFiles } from '../adapters/files.ts';
+import { createFreeswitchCli, type FreeswitchCli } from '../adapters/freeswitch.ts';
+import { consoleModeFor, createLogger, type LogHandle } from '../adapters/logger.ts';
+import { nodeProcesses } from '../adapters/processes.ts';
+import { platformRegistry } from '../adapters/registry.ts';
+import { createSystemInfo } from '../adapters/system.ts';
+import { executableName } from '../services/box-paths.ts';
+import type { BoxConfig } from '../services/box-config.ts';
+import { loadSettings, locateSettings, type Settings } from '../services/settings.ts';
+import type { CommandArgs } from './commands/index.ts';
+
+export interface Context {
+  settings: Settings;
+  log: LogHandle;
+}
+
+export const settingsOption = {
+  settings: {
+    type: 'string',
+    help: 'settings.ini to use (else $BOXKEEPER_SETTINGS, else ./settings/settings.ini)',
+  },
+} as const;
+
+export async function loadContext(args: CommandArgs, console: 'auto' | 'none'): Promise<Context> {
+  const flag = typeof args.values.settings === 'string' ? args.values.settings : undefined;
+  const file = locateSettings(flag, process.env, process.cwd(), process.platform);
+  const { settings, warnings } = await loadSettings(file, {
+    readFile: nodeFiles.readFile,
+    registry: platformRegistry(process.platform),
+    platform: process.platform,
+  });
+  const log = createLogger({
+    level: settings.general.logLevel,
+    dir: settings.paths.logs,
+    retentionDays: settings.general.logExpirationDays,
+    console: console === 'auto' ? consoleModeFor(process.stdout) : 'none',
+  });
+  for (const w of warnings) log.logger.warn(w);
+  return { settings, log };
+}
+
+export function fsCliFor(settings: Settings): FreeswitchCli {
+  return createFreeswitchCli(
+    join(settings.paths.fs, executableName('fs_cli', settings.platform)),
+    settings.paths.fs,
+    nodeProcesses,
+  );
+}
+
+export function cloudFor(ctx: Context, boxConfig: () => BoxConfig): CloudApi {
+  return createCloudClient({
+    hostAddr: ctx.settings.general.hostAddr,
+    credentials: () => {
+      const c = boxConfig();
+      return { accessKeyId: c.accessId, accessKeySecret: c.accessSecret, appKey: c.appKey };
+    },
+    timeoutMs: ctx.settings.cloud.timeoutMs,
+    retries: ctx.settings.cloud.retries,
+    refreshMarginMs: ctx.settings.cloud.tokenRefreshMarginMs,
+    logger: ctx.log.logger,
+  });
+}
+
+export const realWorld = {
+  files: nodeFiles,
+  processes: nodeProcesses,
+  system: createSystemInfo(process.platform, nodeProcesses),
+  boxApp: createBoxAppClient,
+};

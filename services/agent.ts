@@ -1,0 +1,212 @@
+// The daemon: supervises Java and FreeSWITCH, beats, and keeps status.json current for
+// `boxkeeper status`. Heartbeats and supervision run independently of each other and of any
+// update work (no shared lock: §13 W-LOCK-1/2).
+import { join } from 'node:path';
+import type { BoxAppApi } from '../adapters/box-app.ts';
+import type { CloudApi } from '../adapters/cloud-client.ts';
+import { errorMessage } from '../adapters/errors.ts';
+import type { Files } from '../adapters/files.ts';
+import type { FreeswitchCli } from '../adapters/freeswitch.ts';
+import type { Logger } from '../adapters/logger.ts';
+import type { ProcessControl } from '../adapters/processes.ts';
+import type { SystemInfo } from '../adapters/system.ts';
+import { loadBoxConfig, type BoxConfig } from './box-config.ts';
+import { HeartbeatLoop, type HeartbeatOutcome } from './heartbeat.ts';
+import type { Settings } from './settings.ts';
+import {
+  freeswitchService,
+  javaService,
+  ServiceSupervisor,
+  type ServiceState,
+} from './supervisor.ts';
+
+export const AGENT_VERSION = '0.1.0';
+
+export interface AgentStatus {
+  pid: number;
+  agentVersion: string;
+  startedAt: string;
+  updatedAt: string;
+  settingsFile: string;
+  box: { version: string; code: string };
+  debugMode: boolean;
+  services: Partial<Record<'java' | 'freeswitch', ServiceState>>;
+  heartbeat: { sent: number; failed: number; last: HeartbeatOutcome | null };
+}
+
+export interface AgentDeps {
+  settings: Settings;
+  logger: Logger;
+  files: Files;
+  processes: ProcessControl;
+  cloud: CloudApi;
+  fsCli: FreeswitchCli;
+  system: SystemInfo;
+  boxApp: BoxAppApi;
+  /** The box config as loaded at start; kept fresh by every heartbeat. */
+  boxConfig: BoxConfig;
+}
+
+export function statusPath(settings: Settings): string {
+  return join(settings.paths.agentData, 'status.json');
+}
+
+export class Agent {
+  private readonly deps: AgentDeps;
+  private config: BoxConfig;
+  private readonly supervisors: ServiceSupervisor[] = [];
+  private heartbeat: HeartbeatLoop | undefined;
+  private readonly status: AgentStatus;
+  private writing: Promise<void> = Promise.resolve();
+
+  constructor(deps: AgentDeps) {
+    this.deps = deps;
+    this.config = deps.boxConfig;
+    const now = new Date().toISOString();
+    this.status = {
+      pid: process.pid,
+      agentVersion: AGENT_VERSION,
+      startedAt: now,
+      updatedAt: now,
+      settingsFile: deps.settings.file,
+      box: { version: deps.boxConfig.version, code: deps.boxConfig.code },
+      debugMode: deps.settings.general.debugMode,
+      services: {},
+      heartbeat: { sent: 0, failed: 0, last: null },
+    };
+  }
+
+  /** The configuration.ini values the cloud client signs and authenticates with. */
+  get boxConfig(): BoxConfig {
+    return this.config;
+  }
+
+  private async reloadBoxConfig(): Promise<BoxConfig> {
+    try {
+      this.config = await loadBoxConfig(this.deps.settings.paths.config, (p) =>
+        this.deps.files.readFile(p),
+      );
+    } catch (err) {
+      // Keep working with the last good configuration; say loudly that the file is broken.
+      this.deps.logger.error(
+        { err: errorMessage(err) },
+        'configuration.ini unreadable; using the last good values',
+      );
+    }
+    this.status.box = { version: this.config.version, code: this.config.code };
+    return this.config;
+  }
+
+  private saveStatus(): void {
+    this.status.updatedAt = new Date().toISOString();
+    const text = JSON.stringify(this.status, null, 2);
+    this.writing = this.writing
+      .then(() => this.deps.files.writeAtomic(statusPath(this.deps.settings), text))
+      .catch((err: unknown) =>
+        this.deps.logger.warn({ err: errorMessage(err) }, 'cannot write status.json'),
+      );
+  }
+
+  start(): void {
+    const { settings, logger, processes } = this.deps;
+    const s = settings.supervise;
+    const supervisorDeps = {
+      processes,
+      logger,
+      intervalMs: s.intervalMs,
+      readyTimeoutMs: s.readyTimeoutMs,
+      stopTimeoutMs: s.stopTimeoutMs,
+      policy: {
+        backoffInitialMs: s.backoffInitialMs,
+        backoffMaxMs: s.backoffMaxMs,
+        crashLoopStarts: s.crashLoopStarts,
+        crashLoopWindowMs: s.crashLoopWindowMs,
+        crashLoopRetryMs: s.crashLoopRetryMs,
+        stableAfterMs: Math.max(s.crashLoopWindowMs / 2, s.readyTimeoutMs),
+      },
+    };
+    const java = javaService({
+      javaDir: settings.paths.java,
+      jar: settings.paths.jar,
+      appYml: settings.paths.appYml,
+      boxRoot: settings.paths.boxRoot,
+      pidFile: settings.paths.javaPid,
+      logFile: join(settings.paths.logs, 'java-console.log'),
+      platform: settings.platform,
+      processes,
+      boxApp: () => this.deps.boxApp,
+      fileExists: (p) => this.deps.files.exists(p),
+      writePidFile: (p, pid) => this.deps.files.writeAtomic(p, String(pid)),
+    });
+    const freeswitch = freeswitchService({
+      fsDir: settings.paths.fs,
+      platform: settings.platform,
+      processes,
+      cli: this.deps.fsCli,
+      logFile: join(settings.paths.logs, 'freeswitch-console.log'),
+    });
+    if (s.enabled) {
+      for (const spec of [freeswitch, java]) {
+        const sup = new ServiceSupervisor(spec, supervisorDeps);
+        sup.onChange((state) => {
+          this.status.services[state.name] = state;
+          this.saveStatus();
+        });
+        this.supervisors.push(sup);
+        sup.start();
+      }
+    } else {
+      logger.warn('service supervision is off ([supervise] enabled = off)');
+    }
+
+    if (settings.general.debugMode) {
+      logger.warn(
+        'debug_mode is on: no automatic heartbeats (as the original tool); use "boxkeeper heartbeat"',
+      );
+    } else {
+      this.heartbeat = new HeartbeatLoop(
+        {
+          cloud: this.deps.cloud,
+          boxConfig: () => this.reloadBoxConfig(),
+          fsCli: this.deps.fsCli,
+          processes,
+          system: this.deps.system,
+          isJava: java.matches,
+          isFreeswitch: freeswitch.matches,
+          boxRoot: settings.paths.boxRoot,
+          sendAccessSecret: settings.general.sendAccessSecret,
+          logger: logger.child({ component: 'heartbeat' }),
+        },
+        settings.timer.heartbeatMs,
+        (outcome) => {
+          if (outcome.ok) this.status.heartbeat.sent++;
+          else this.status.heartbeat.failed++;
+          this.status.heartbeat.last = outcome;
+          this.saveStatus();
+        },
+      );
+      this.heartbeat.start();
+    }
+    this.saveStatus();
+    logger.info(
+      {
+        box: settings.paths.boxRoot,
+        heartbeatMs: settings.timer.heartbeatMs,
+        cloud: settings.general.hostAddr,
+      },
+      'boxkeeper running',
+    );
+  }
+
+  supervisor(name: 'java' | 'freeswitch'): ServiceSupervisor | undefined {
+    return this.supervisors.find((s) => s.spec.name === name);
+  }
+
+  /** Stops beating and supervising. The services themselves keep running. */
+  async stop(): Promise<void> {
+    await this.heartbeat?.stop();
+    for (const s of this.supervisors) s.detach();
+    this.saveStatus();
+    await this.writing;
+  }
+}
