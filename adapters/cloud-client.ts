@@ -106,7 +106,7 @@ const envelope = z.object({
       .transform(Number),
   ]),
   msg: z.string().nullish(),
-  content: z.unknown(),
+  content: z.unknown().optional(),
 });
 
 const tokenContent = z.object({
@@ -199,12 +199,9 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
     } catch {
       parsedBody = undefined;
     }
-    const code = (parsedBody as { code?: unknown } | undefined)?.code;
-    if (
-      statusCode === 401 ||
-      statusCode === 403 ||
-      (typeof code === 'number' && AUTH_CODES.has(code))
-    ) {
+    // The body code may come as a number or a numeric string.
+    const code = Number((parsedBody as { code?: unknown } | undefined)?.code);
+    if (statusCode === 401 || statusCode === 403 || AUTH_CODES.has(code)) {
       throw new CloudError(
         endpoint,
         'auth',
@@ -260,7 +257,9 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
       try {
         return await attempt();
       } catch (err) {
-        if (!(err instanceof CloudError) || !err.transient || n >= options.retries) throw err;
+        // Only this endpoint's own failures: a token failure inside it was already retried.
+        const retriable = err instanceof CloudError && err.transient && err.endpoint === endpoint;
+        if (!retriable || n >= options.retries) throw err;
         // Full jitter keeps a fleet of boxes from retrying in lockstep.
         const delay = Math.min(maxMs, baseMs * 2 ** n) * (0.5 + Math.random() / 2);
         log.warn(
@@ -467,7 +466,8 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
       for (;;) {
         opts.signal?.throwIfAborted();
         const { totalIndex, data } = await fetchChunk(versionCode, state.nextIndex);
-        if (totalIndex === 0) {
+        // "No file" is only an answer to the first chunk; later it is a broken download.
+        if (totalIndex === 0 && state.totalIndex === -1) {
           await handle.close();
           await Promise.all([rm(part, { force: true }), rm(statePath, { force: true })]);
           return { noFile: true, bytes: 0, chunks: 0, resumedFrom };
