@@ -231,11 +231,14 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
       );
     }
     if (env.data.code !== 1) {
+      const content = env.data.content;
       const why =
         env.data.msg ??
-        (typeof env.data.content === 'string'
-          ? env.data.content
-          : JSON.stringify(env.data.content));
+        (typeof content === 'string'
+          ? content
+          : content == null
+            ? '(no message)'
+            : JSON.stringify(content));
       throw new CloudError(endpoint, 'business', `code ${env.data.code}: ${why}`, { status: 200 });
     }
     // The original treats any falsy content ("", 0, [], {}, null) as absent.
