@@ -129,8 +129,10 @@ export function createLogger(options: LoggerOptions): LogHandle {
       stream: pretty({
         colorize: true,
         sync: true,
+        singleLine: true,
         translateTime: 'SYS:yyyy-mm-dd HH:MM:ss.l',
-        ignore: 'pid,hostname',
+        ignore: 'pid,hostname,service,component',
+        messageFormat: '{if service}[{service}] {end}{if component}[{component}] {end}{msg}',
       }),
     });
   } else if (options.console === 'json') {

@@ -161,6 +161,8 @@ export class ServiceSupervisor {
           { failures: snap.context.failures, lastError: snap.context.lastError },
           'failed; restarting after backoff',
         );
+      } else if (status === 'running') {
+        log.info({ servicePid: snap.context.pid, adopted: snap.context.adopted }, 'running');
       } else {
         log.debug({ status, servicePid: snap.context.pid }, 'service state');
       }
