@@ -12,6 +12,8 @@ export const ExitCode = {
   cloud: 4,
   /** A box service (Java, FreeSWITCH) could not be controlled. */
   service: 5,
+  /** A snapshot operation was refused or failed (space, mounts, unknown version, damage). */
+  snapshot: 6,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 

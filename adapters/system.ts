@@ -1,7 +1,7 @@
 // Facts about the machine for the heartbeat: CPU and memory load, free disk, the IP address of
 // the interface that carries the default route.
 import { readFile, statfs } from 'node:fs/promises';
-import { cpus, freemem, networkInterfaces, totalmem } from 'node:os';
+import { cpus, freemem, networkInterfaces, totalmem, uptime } from 'node:os';
 import type { ProcessControl } from './processes.ts';
 
 export interface SystemInfo {
@@ -89,4 +89,17 @@ export function createSystemInfo(platform: NodeJS.Platform, processes: ProcessCo
       return ip ?? firstExternalIpv4() ?? '127.0.0.1';
     },
   };
+}
+
+/**
+ * Identifies the current boot: Linux's boot id; elsewhere the boot time (now − uptime),
+ * rounded to a minute so clock jitter does not make two boots of one.
+ */
+export async function bootId(platform: NodeJS.Platform): Promise<string> {
+  if (platform === 'linux') {
+    const id = await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '');
+    if (id.trim() !== '') return id.trim();
+  }
+  const bootedAt = Date.now() - uptime() * 1000;
+  return `boot-${Math.round(bootedAt / 60_000)}`;
 }

@@ -1,0 +1,286 @@
+// The on-disk snapshot repository: content-addressed objects, commit manifests, refs per
+// version, HEAD (the commit the live tree is at), a stat cache and journals. Every metadata
+// file is replaced atomically; objects are staged, fsynced and renamed in, so a commit is
+// visible only once its ref is written (see docs/snapshots.md for the layout).
+import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isErrnoCode } from './errors.ts';
+import { writeFileAtomic } from './fs-atomic.ts';
+import { cloneFile, fsyncDirSync, fsyncFile, hashText, type EntryType } from './tree.ts';
+
+export interface ManifestEntry {
+  path: string;
+  type: EntryType;
+  mode: number;
+  size?: number;
+  /** SHA-256 of the content (files). */
+  hash?: string;
+  /** Link target (symlinks). */
+  target?: string;
+}
+
+export interface Manifest {
+  format: 1;
+  version: string;
+  parent: string | null;
+  time: string;
+  subject: string;
+  /** The subscribed paths this commit covers (files or directories). */
+  roots: string[];
+  /** Sorted by path. */
+  entries: ManifestEntry[];
+}
+
+export interface StatCache {
+  commit: string;
+  /** When the cache was written: files modified in the same clock tick are re-hashed. */
+  writtenAtMs: number;
+  entries: Record<string, { stamp: string; hash: string }>;
+}
+
+export interface RollbackJournal {
+  target: string;
+  version: string;
+  startedAt: string;
+}
+
+const VERSION = /^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$/;
+
+export function validVersionName(name: string): boolean {
+  return VERSION.test(name);
+}
+
+/** Objects are keyed by content and mode, as ostree's are: the same bytes under two modes are
+ * two objects, which gives repair a second copy to fall back on. */
+export function objectKey(hash: string, mode: number): string {
+  return `${hash}-${mode.toString(8)}`;
+}
+
+async function readJson<T>(path: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as T;
+  } catch (err) {
+    if (isErrnoCode(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+}
+
+export class SnapshotRepo {
+  readonly dir: string;
+
+  private constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  static async init(dir: string): Promise<SnapshotRepo> {
+    for (const sub of ['objects', 'commits', 'refs', 'staging'])
+      await mkdir(join(dir, sub), { recursive: true });
+    if (!existsSync(join(dir, 'repo.json'))) {
+      await writeFileAtomic(
+        join(dir, 'repo.json'),
+        JSON.stringify({ format: 1, created: new Date().toISOString() }),
+      );
+    }
+    return new SnapshotRepo(dir);
+  }
+
+  static exists(dir: string): boolean {
+    return existsSync(join(dir, 'repo.json'));
+  }
+
+  static open(dir: string): SnapshotRepo {
+    return new SnapshotRepo(dir);
+  }
+
+  // ---- objects ---------------------------------------------------------------------------
+
+  objectPath(hash: string, mode: number): string {
+    return join(this.dir, 'objects', hash.slice(0, 2), objectKey(hash, mode));
+  }
+
+  hasObject(hash: string, mode: number): boolean {
+    return existsSync(this.objectPath(hash, mode));
+  }
+
+  /** Copies a live file into staging; `publishStaged` moves staged objects in. */
+  stageObject(source: string, hash: string, mode: number): string {
+    const staged = join(this.dir, 'staging', objectKey(hash, mode));
+    cloneFile(source, staged);
+    chmodSync(staged, 0o444);
+    return staged;
+  }
+
+  /** fsync every staged object, rename it into objects/, fsync the directories. */
+  publishStaged(): number {
+    const staging = join(this.dir, 'staging');
+    const names = readdirSync(staging);
+    const dirs = new Set<string>();
+    for (const name of names) fsyncFile(join(staging, name));
+    for (const name of names) {
+      const dir = join(this.dir, 'objects', name.slice(0, 2));
+      if (!dirs.has(dir)) {
+        mkdirSync(dir, { recursive: true });
+        dirs.add(dir);
+      }
+      renameSync(join(staging, name), join(dir, name));
+    }
+    for (const dir of dirs) fsyncDirSync(dir);
+    fsyncDirSync(join(this.dir, 'objects'));
+    return names.length;
+  }
+
+  /** Removes what an interrupted commit left in staging. */
+  async cleanStaging(): Promise<number> {
+    const staging = join(this.dir, 'staging');
+    const names = existsSync(staging) ? readdirSync(staging) : [];
+    await rm(staging, { recursive: true, force: true });
+    await mkdir(staging, { recursive: true });
+    return names.length;
+  }
+
+  /** Every stored object as (hash, mode, path). */
+  *objects(): Generator<{ hash: string; mode: number; path: string; key: string }> {
+    const root = join(this.dir, 'objects');
+    for (const sub of readdirSync(root).sort()) {
+      for (const name of readdirSync(join(root, sub)).sort()) {
+        const m = /^([0-9a-f]{64})-([0-7]+)$/.exec(name);
+        if (m === null) continue;
+        yield {
+          hash: m[1] as string,
+          mode: parseInt(m[2] as string, 8),
+          path: join(root, sub, name),
+          key: name,
+        };
+      }
+    }
+  }
+
+  removeObject(path: string): void {
+    rmSync(path, { force: true });
+  }
+
+  /** Replaces a (damaged) object's bytes with a good copy, atomically. */
+  restoreObject(hash: string, mode: number, goodCopy: string): void {
+    const dest = this.objectPath(hash, mode);
+    const temp = join(this.dir, 'staging', `repair-${objectKey(hash, mode)}`);
+    cloneFile(goodCopy, temp);
+    chmodSync(temp, 0o444);
+    fsyncFile(temp);
+    rmSync(dest, { force: true });
+    renameSync(temp, dest);
+    fsyncDirSync(join(this.dir, 'objects', hash.slice(0, 2)));
+  }
+
+  // ---- commits ---------------------------------------------------------------------------
+
+  async writeCommit(manifest: Manifest): Promise<string> {
+    const text = JSON.stringify(manifest);
+    const id = hashText(text);
+    await writeFileAtomic(join(this.dir, 'commits', `${id}.json`), text);
+    return id;
+  }
+
+  async readCommit(id: string): Promise<Manifest> {
+    const m = await readJson<Manifest>(join(this.dir, 'commits', `${id}.json`));
+    if (m === undefined) throw new Error(`commit ${id} is missing from ${this.dir}`);
+    return m;
+  }
+
+  commitIds(): string[] {
+    return readdirSync(join(this.dir, 'commits'))
+      .filter((n) => /^[0-9a-f]{64}\.json$/.test(n))
+      .map((n) => n.slice(0, 64));
+  }
+
+  async deleteCommit(id: string): Promise<void> {
+    await rm(join(this.dir, 'commits', `${id}.json`), { force: true });
+  }
+
+  // ---- refs, HEAD, markers ---------------------------------------------------------------
+
+  async refs(): Promise<Array<{ version: string; commit: string }>> {
+    const names = readdirSync(join(this.dir, 'refs')).filter(validVersionName);
+    const out = [];
+    for (const version of names) {
+      const commit = (await readFile(join(this.dir, 'refs', version), 'utf8')).trim();
+      out.push({ version, commit });
+    }
+    return out;
+  }
+
+  async readRef(version: string): Promise<string | undefined> {
+    if (!validVersionName(version)) return undefined;
+    try {
+      return (await readFile(join(this.dir, 'refs', version), 'utf8')).trim();
+    } catch (err) {
+      if (isErrnoCode(err, 'ENOENT')) return undefined;
+      throw err;
+    }
+  }
+
+  async writeRef(version: string, commit: string): Promise<void> {
+    await writeFileAtomic(join(this.dir, 'refs', version), commit);
+  }
+
+  async deleteRef(version: string): Promise<void> {
+    await rm(join(this.dir, 'refs', version), { force: true });
+    fsyncDirSync(join(this.dir, 'refs'));
+  }
+
+  private async readText(name: string): Promise<string | undefined> {
+    try {
+      return (await readFile(join(this.dir, name), 'utf8')).trim();
+    } catch (err) {
+      if (isErrnoCode(err, 'ENOENT')) return undefined;
+      throw err;
+    }
+  }
+
+  readHead(): Promise<string | undefined> {
+    return this.readText('HEAD');
+  }
+
+  writeHead(commit: string): Promise<void> {
+    return writeFileAtomic(join(this.dir, 'HEAD'), commit);
+  }
+
+  readInitial(): Promise<string | undefined> {
+    return this.readText('initial');
+  }
+
+  writeInitial(version: string): Promise<void> {
+    return writeFileAtomic(join(this.dir, 'initial'), version);
+  }
+
+  readLastBoot(): Promise<{ bootId: string; version: string } | undefined> {
+    return readJson(join(this.dir, 'last-boot.json'));
+  }
+
+  writeLastBoot(value: { bootId: string; version: string }): Promise<void> {
+    return writeFileAtomic(join(this.dir, 'last-boot.json'), JSON.stringify(value));
+  }
+
+  // ---- stat cache and journals -----------------------------------------------------------
+
+  readStatCache(): Promise<StatCache | undefined> {
+    return readJson(join(this.dir, 'statcache.json'));
+  }
+
+  writeStatCache(cache: StatCache): Promise<void> {
+    return writeFileAtomic(join(this.dir, 'statcache.json'), JSON.stringify(cache));
+  }
+
+  readRollbackJournal(): Promise<RollbackJournal | undefined> {
+    return readJson(join(this.dir, 'rollback.journal'));
+  }
+
+  writeRollbackJournal(j: RollbackJournal): Promise<void> {
+    return writeFileAtomic(join(this.dir, 'rollback.journal'), JSON.stringify(j));
+  }
+
+  async clearRollbackJournal(): Promise<void> {
+    await rm(join(this.dir, 'rollback.journal'), { force: true });
+    fsyncDirSync(this.dir);
+  }
+}

@@ -1,0 +1,712 @@
+// Versioned snapshots of the box (the ideas of deepin's atomic upgrade manager, on our own
+// content-addressed store): commit, list, diff, rollback, delete, prune with retention,
+// verify and repair. Work is proportional to what changed: a stat cache tells which files
+// must be re-read, and a rollback touches only files that differ from the target.
+import { BoxkeeperError, ExitCode } from '../adapters/errors.ts';
+import type { Logger } from '../adapters/logger.ts';
+import {
+  validVersionName,
+  type Manifest,
+  type ManifestEntry,
+  type SnapshotRepo,
+  type StatCache,
+} from '../adapters/snapshot-repo.ts';
+import type { LiveEntry, TreeOps } from '../adapters/tree.ts';
+
+export class SnapshotError extends BoxkeeperError {
+  constructor(message: string) {
+    super(message, ExitCode.snapshot);
+  }
+}
+
+export interface SnapshotConfig {
+  /** Files or directories under management. */
+  subscribe: string[];
+  /** Paths (and everything under them) never managed. */
+  exclude: string[];
+  /** Keep this many newest versions (plus the initial one). */
+  retain: number;
+}
+
+export interface SnapshotDeps {
+  repo: SnapshotRepo;
+  tree: TreeOps;
+  config: SnapshotConfig;
+  logger: Logger;
+  /** Free bytes on the file system holding `path`. */
+  freeBytes: (path: string) => Promise<number>;
+  /** Problems with mounts the subscribed paths need (Linux fstab); [] when all is well. */
+  checkMounts: (paths: string[]) => Promise<string[]>;
+  bootId: () => Promise<string>;
+  /** Version name for a commit without --version. */
+  defaultVersionName: () => string;
+  now?: () => Date;
+  pathSep: string;
+}
+
+export interface CommitResult {
+  version: string;
+  commit: string;
+  files: number;
+  /** Files whose content was read because their stat changed. */
+  hashed: number;
+  newObjects: number;
+  skipped: boolean;
+  pruned: string[];
+}
+
+export interface VersionInfo {
+  version: string;
+  commit: string;
+  time: string;
+  subject: string;
+  files: number;
+  bytes: number;
+  initial: boolean;
+  current: boolean;
+}
+
+export interface DiffResult {
+  added: string[];
+  removed: string[];
+  modified: string[];
+}
+
+export interface VerifyReport {
+  head: string | null;
+  version: string | null;
+  objectsChecked: number;
+  damagedObjects: string[];
+  missingObjects: string[];
+  tampered: string[];
+  missing: string[];
+  unexpected: string[];
+  ok: boolean;
+}
+
+export interface RepairReport {
+  repairedObjects: string[];
+  restored: string[];
+  unrecoverable: string[];
+}
+
+/** Keeps a margin so a snapshot never fills the disk to the last byte. */
+const SPACE_MARGIN = 64 * 1024 * 1024;
+/** Files changed this close to the stat cache's write time are re-hashed (racy stamps). */
+const RACY_MS = 2000;
+
+function byPath(entries: ManifestEntry[]): Map<string, ManifestEntry> {
+  return new Map(entries.map((e) => [e.path, e]));
+}
+
+function ctimeMs(stamp: string): number {
+  const ns = stamp.split(':')[4];
+  return ns === undefined ? 0 : Number(BigInt(ns) / 1_000_000n);
+}
+
+function sameEntry(a: ManifestEntry | undefined, b: ManifestEntry | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.type === b.type && a.mode === b.mode && a.hash === b.hash && a.target === b.target;
+}
+
+async function mapLimit<T, R>(
+  items: T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T);
+    }
+  });
+  await Promise.all(workers);
+  return out;
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+export class SnapshotService {
+  private readonly d: SnapshotDeps;
+  private readonly log: Logger;
+
+  constructor(deps: SnapshotDeps) {
+    this.d = deps;
+    this.log = deps.logger.child({ component: 'snapshot' });
+  }
+
+  private now(): Date {
+    return (this.d.now ?? (() => new Date()))();
+  }
+
+  private isExcluded = (path: string): boolean => {
+    const sep = this.d.pathSep;
+    return [...this.d.config.exclude, this.d.repo.dir].some(
+      (x) => path === x || path.startsWith(x + sep),
+    );
+  };
+
+  /**
+   * Finishes what an interrupted run left: staging debris, temp files in the live tree, and a
+   * rollback in progress (resumed to completion). Every writing command calls this first.
+   */
+  async recover(): Promise<void> {
+    const staged = await this.d.repo.cleanStaging();
+    if (staged > 0)
+      this.log.warn({ files: staged }, 'removed objects an interrupted commit left in staging');
+    const journal = await this.d.repo.readRollbackJournal();
+    if (journal !== undefined) {
+      this.log.warn(
+        { version: journal.version, since: journal.startedAt },
+        'resuming an interrupted rollback',
+      );
+      await this.applyRollback(journal.target, journal.version);
+    }
+  }
+
+  // ---- reading the live tree ---------------------------------------------------------------
+
+  /** The live tree as manifest entries; hashes from the stat cache where stamps are unchanged. */
+  private scan(roots: string[], cache: StatCache | undefined, headCommit: string | undefined) {
+    const walk = this.d.tree.walk(roots, this.isExcluded);
+    for (const debris of walk.debris) this.d.tree.removePath(debris);
+    for (const s of walk.skipped) this.log.warn(s, 'not managed');
+    const usable = cache !== undefined && cache.commit === headCommit ? cache : undefined;
+    const trustedBefore = (usable?.writtenAtMs ?? 0) - RACY_MS;
+    const toHash: LiveEntry[] = [];
+    const known = new Map<string, string>();
+    for (const e of walk.entries) {
+      if (e.stat.type !== 'file') continue;
+      const c = usable?.entries[e.path];
+      if (c !== undefined && c.stamp === e.stat.stamp && ctimeMs(e.stat.stamp) < trustedBefore) {
+        known.set(e.path, c.hash);
+      } else {
+        toHash.push(e);
+      }
+    }
+    return { walk, toHash, known };
+  }
+
+  private async hashAll(entries: LiveEntry[], known: Map<string, string>): Promise<void> {
+    await mapLimit(entries, 4, async (e) => {
+      known.set(e.path, await this.d.tree.hashFile(e.path));
+    });
+  }
+
+  private toManifestEntries(entries: LiveEntry[], hashes: Map<string, string>): ManifestEntry[] {
+    return entries.map((e): ManifestEntry => {
+      const { path, stat } = e;
+      if (stat.type === 'file')
+        return {
+          path,
+          type: 'file',
+          mode: stat.mode,
+          size: stat.size,
+          hash: hashes.get(path) as string,
+        };
+      if (stat.type === 'symlink')
+        return { path, type: 'symlink', mode: stat.mode, target: this.d.tree.readLink(path) };
+      return { path, type: 'dir', mode: stat.mode };
+    });
+  }
+
+  private async preflight(bytesNeeded: number, paths: string[], what: string): Promise<void> {
+    const mountProblems = await this.d.checkMounts(paths);
+    if (mountProblems.length > 0) {
+      throw new SnapshotError(`${what} refused, nothing was changed: ${mountProblems.join('; ')}`);
+    }
+    const free = await this.d.freeBytes(this.d.repo.dir);
+    if (bytesNeeded + SPACE_MARGIN > free) {
+      throw new SnapshotError(
+        `${what} refused, nothing was changed: needs ${mib(bytesNeeded)} plus a ${mib(SPACE_MARGIN)} margin, ` +
+          `but only ${mib(free)} is free on the file system of ${this.d.repo.dir}`,
+      );
+    }
+  }
+
+  // ---- commit -----------------------------------------------------------------------------
+
+  async commit(
+    options: { version?: string; subject?: string; oncePerBoot?: boolean } = {},
+  ): Promise<CommitResult> {
+    await this.recover();
+    const bootId = await this.d.bootId();
+    if (options.oncePerBoot === true) {
+      const last = await this.d.repo.readLastBoot();
+      if (last?.bootId === bootId) {
+        this.log.info({ version: last.version }, 'already committed during this boot; skipped');
+        return {
+          version: last.version,
+          commit: '',
+          files: 0,
+          hashed: 0,
+          newObjects: 0,
+          skipped: true,
+          pruned: [],
+        };
+      }
+    }
+    const version = await this.uniqueVersion(options.version);
+    const head = await this.d.repo.readHead();
+    const cache = await this.d.repo.readStatCache();
+    const roots = [...this.d.config.subscribe];
+    const { walk, toHash, known } = this.scan(roots, cache, head);
+    if (walk.missingRoots.length > 0)
+      this.log.warn({ paths: walk.missingRoots }, 'subscribed paths do not exist');
+    // Upper bound of new object bytes: every file whose stat changed may be new content.
+    const bytes = toHash.reduce((n, e) => n + e.stat.size, 0);
+    await this.preflight(bytes, roots, 'commit');
+    await this.hashAll(toHash, known);
+
+    let newObjects = 0;
+    for (const e of toHash) {
+      const hash = known.get(e.path) as string;
+      if (this.d.repo.hasObject(hash, e.stat.mode)) continue;
+      this.d.repo.stageObject(e.path, hash, e.stat.mode);
+      // The file must not have changed between hashing and copying.
+      const after = this.d.tree.lstat(e.path);
+      if (after?.stamp !== e.stat.stamp) {
+        throw new SnapshotError(
+          `${e.path} changed while it was being committed; stop what writes it and retry`,
+        );
+      }
+      newObjects++;
+    }
+    this.d.repo.publishStaged();
+
+    const entries = this.toManifestEntries(walk.entries, known).sort((a, b) =>
+      a.path < b.path ? -1 : 1,
+    );
+    const manifest: Manifest = {
+      format: 1,
+      version,
+      parent: head ?? null,
+      time: this.now().toISOString(),
+      subject: options.subject ?? '',
+      roots,
+      entries,
+    };
+    const commit = await this.d.repo.writeCommit(manifest);
+    await this.d.repo.writeRef(version, commit);
+    await this.d.repo.writeHead(commit);
+    await this.writeCache(commit, walk.entries, known);
+    if ((await this.d.repo.readInitial()) === undefined) await this.d.repo.writeInitial(version);
+    await this.d.repo.writeLastBoot({ bootId, version });
+    const pruned = await this.prune();
+    this.log.info(
+      { version, commit, files: entries.length, hashed: toHash.length, newObjects },
+      'snapshot committed',
+    );
+    return {
+      version,
+      commit,
+      files: entries.length,
+      hashed: toHash.length,
+      newObjects,
+      skipped: false,
+      pruned,
+    };
+  }
+
+  private async uniqueVersion(requested: string | undefined): Promise<string> {
+    if (requested !== undefined) {
+      if (!validVersionName(requested)) {
+        throw new SnapshotError(
+          `version name "${requested}" must be letters, digits, ".", "_" or "-"`,
+        );
+      }
+      if ((await this.d.repo.readRef(requested)) !== undefined) {
+        throw new SnapshotError(`version ${requested} already exists`);
+      }
+      return requested;
+    }
+    const base = this.d.defaultVersionName();
+    let name = base;
+    for (let i = 2; (await this.d.repo.readRef(name)) !== undefined; i++) name = `${base}-${i}`;
+    return name;
+  }
+
+  private async writeCache(
+    commit: string,
+    entries: LiveEntry[],
+    hashes: Map<string, string>,
+  ): Promise<void> {
+    const cache: StatCache = { commit, writtenAtMs: Date.now(), entries: {} };
+    for (const e of entries) {
+      const hash = hashes.get(e.path);
+      if (e.stat.type === 'file' && hash !== undefined)
+        cache.entries[e.path] = { stamp: e.stat.stamp, hash };
+    }
+    await this.d.repo.writeStatCache(cache);
+  }
+
+  // ---- list, diff ---------------------------------------------------------------------------
+
+  async list(): Promise<VersionInfo[]> {
+    const [refs, initial, head] = await Promise.all([
+      this.d.repo.refs(),
+      this.d.repo.readInitial(),
+      this.d.repo.readHead(),
+    ]);
+    const out: VersionInfo[] = [];
+    for (const r of refs) {
+      const m = await this.d.repo.readCommit(r.commit);
+      out.push({
+        version: r.version,
+        commit: r.commit,
+        time: m.time,
+        subject: m.subject,
+        files: m.entries.filter((e) => e.type === 'file').length,
+        bytes: m.entries.reduce((n, e) => n + (e.size ?? 0), 0),
+        initial: r.version === initial,
+        current: r.commit === head,
+      });
+    }
+    return out.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
+  }
+
+  private async commitOf(version: string): Promise<string> {
+    const id = await this.d.repo.readRef(version);
+    if (id === undefined) {
+      const known = (await this.list()).map((v) => v.version);
+      throw new SnapshotError(`no version "${version}"; known: ${known.join(', ') || '(none)'}`);
+    }
+    return id;
+  }
+
+  async diff(a: string, b: string): Promise<DiffResult> {
+    const [ma, mb] = await Promise.all([
+      this.d.repo.readCommit(await this.commitOf(a)),
+      this.d.repo.readCommit(await this.commitOf(b)),
+    ]);
+    const ea = byPath(ma.entries);
+    const eb = byPath(mb.entries);
+    return {
+      added: [...eb.keys()].filter((p) => !ea.has(p)),
+      removed: [...ea.keys()].filter((p) => !eb.has(p)),
+      modified: [...eb.keys()].filter((p) => ea.has(p) && !sameEntry(ea.get(p), eb.get(p))),
+    };
+  }
+
+  // ---- rollback -----------------------------------------------------------------------------
+
+  /**
+   * Makes the live tree equal to `version`. Uncommitted changes are saved first as a snapshot
+   * of their own unless `discardChanges` (the installer discards a failed update).
+   */
+  async rollback(
+    version: string,
+    options: { discardChanges?: boolean } = {},
+  ): Promise<{ saved: string | null; changed: number }> {
+    await this.recover();
+    const target = await this.commitOf(version);
+    let saved: string | null = null;
+    if (options.discardChanges !== true) {
+      const drift = await this.drift();
+      if (drift > 0) {
+        const r = await this.commit({
+          subject: `automatic: ${drift} change(s) before rollback to ${version}`,
+        });
+        saved = r.version;
+        this.log.info({ saved, changes: drift }, 'saved uncommitted changes before rolling back');
+      }
+    }
+    const changed = await this.applyRollback(target, version);
+    return { saved, changed };
+  }
+
+  /** Number of live paths that differ from HEAD (0 when there is no HEAD). */
+  private async drift(): Promise<number> {
+    const head = await this.d.repo.readHead();
+    if (head === undefined) return 0;
+    const manifest = await this.d.repo.readCommit(head);
+    const plan = await this.plan(manifest);
+    return plan.write.length + plan.remove.length + plan.dirs.length + plan.chmods.length;
+  }
+
+  private async plan(target: Manifest) {
+    const head = await this.d.repo.readHead();
+    const cache = await this.d.repo.readStatCache();
+    const { walk, toHash, known } = this.scan(target.roots, cache, head);
+    await this.hashAll(toHash, known);
+    const wanted = byPath(target.entries);
+    const live = new Map(walk.entries.map((e) => [e.path, e]));
+    const remove: string[] = [];
+    for (const e of walk.entries) if (!wanted.has(e.path)) remove.push(e.path);
+    const dirs: ManifestEntry[] = [];
+    const write: ManifestEntry[] = [];
+    const chmods: ManifestEntry[] = [];
+    for (const t of target.entries) {
+      const l = live.get(t.path);
+      if (t.type === 'dir') {
+        if (l?.stat.type !== 'dir') dirs.push(t);
+        else if (l.stat.mode !== t.mode) chmods.push(t);
+      } else if (t.type === 'symlink') {
+        if (l?.stat.type !== 'symlink' || this.d.tree.readLink(t.path) !== t.target) write.push(t);
+      } else if (l?.stat.type !== 'file' || known.get(t.path) !== t.hash) {
+        write.push(t);
+      } else if (l.stat.mode !== t.mode) {
+        chmods.push(t);
+      }
+    }
+    return { remove, dirs, write, chmods, live, known };
+  }
+
+  private async applyRollback(target: string, version: string): Promise<number> {
+    const manifest = await this.d.repo.readCommit(target);
+    const p = await this.plan(manifest);
+    const missing = p.write.filter(
+      (e) => e.type === 'file' && !this.d.repo.hasObject(e.hash as string, e.mode),
+    );
+    if (missing.length > 0) {
+      throw new SnapshotError(
+        `rollback to ${version} refused, nothing was changed: ${missing.length} object(s) are missing from the repository ` +
+          `(first: ${missing[0]?.path ?? ''}); run "boxkeeper snapshot repair"`,
+      );
+    }
+    const bytes = p.write.reduce((n, e) => n + (e.size ?? 0), 0);
+    await this.preflight(bytes, manifest.roots, `rollback to ${version}`);
+    // Intent first: an interrupted rollback is finished by the next run (recover()).
+    await this.d.repo.writeRollbackJournal({
+      target,
+      version,
+      startedAt: this.now().toISOString(),
+    });
+    // Remove what the target lacks, deepest first, so directories empty before they go.
+    for (const path of [...p.remove].sort((a, b) => b.length - a.length))
+      this.d.tree.removePath(path);
+    for (const d of p.dirs.sort((a, b) => a.path.length - b.path.length))
+      this.d.tree.ensureDir(d.path, d.mode);
+    for (const e of p.write) {
+      if (e.type === 'symlink') this.d.tree.placeSymlink(e.target as string, e.path);
+      else this.d.tree.placeFile(this.d.repo.objectPath(e.hash as string, e.mode), e.path, e.mode);
+      p.known.set(e.path, e.hash as string);
+    }
+    for (const e of p.chmods) this.d.tree.chmod(e.path, e.mode);
+    const changed = p.remove.length + p.dirs.length + p.write.length + p.chmods.length;
+
+    // The stat cache now describes the target: fresh stamps for what was written.
+    const entries: LiveEntry[] = [];
+    for (const e of manifest.entries) {
+      if (e.type !== 'file') continue;
+      const stat = this.d.tree.lstat(e.path);
+      if (stat !== undefined) entries.push({ path: e.path, stat });
+      p.known.set(e.path, e.hash as string);
+    }
+    await this.d.repo.writeHead(target);
+    await this.writeCache(target, entries, p.known);
+    await this.d.repo.clearRollbackJournal();
+    this.log.info({ version, changed }, 'rolled back');
+    return changed;
+  }
+
+  // ---- retention ----------------------------------------------------------------------------
+
+  /** Deletes versions beyond the newest `retain` (never the initial one or the current one). */
+  async prune(): Promise<string[]> {
+    const versions = await this.list();
+    const keep = new Set(versions.slice(0, this.d.config.retain).map((v) => v.version));
+    const drop = versions
+      .filter((v) => !keep.has(v.version) && !v.initial && !v.current)
+      .map((v) => v.version);
+    // Refs go first; the sweep then removes only what no remaining ref reaches, so a crash at
+    // any point loses nothing reachable and the next prune finishes the sweep.
+    for (const v of drop) await this.d.repo.deleteRef(v);
+    await this.sweep();
+    if (drop.length > 0) this.log.info({ versions: drop }, 'pruned old snapshots');
+    return drop;
+  }
+
+  async delete(version: string): Promise<void> {
+    await this.recover();
+    const info = (await this.list()).find((v) => v.version === version);
+    if (info === undefined) await this.commitOf(version);
+    if (info?.initial === true)
+      throw new SnapshotError(`${version} is the initial snapshot and is always kept`);
+    if (info?.current === true)
+      throw new SnapshotError(`${version} is the version the box is at; roll back elsewhere first`);
+    await this.d.repo.deleteRef(version);
+    await this.sweep();
+  }
+
+  private async sweep(): Promise<{ commits: number; objects: number }> {
+    const reachable = new Set((await this.d.repo.refs()).map((r) => r.commit));
+    const head = await this.d.repo.readHead();
+    if (head !== undefined) reachable.add(head);
+    const journal = await this.d.repo.readRollbackJournal();
+    if (journal !== undefined) reachable.add(journal.target);
+    const live = new Set<string>();
+    for (const id of reachable) {
+      for (const e of (await this.d.repo.readCommit(id)).entries) {
+        if (e.type === 'file') live.add(`${e.hash as string}-${e.mode.toString(8)}`);
+      }
+    }
+    let commits = 0;
+    for (const id of this.d.repo.commitIds()) {
+      if (!reachable.has(id)) {
+        await this.d.repo.deleteCommit(id);
+        commits++;
+      }
+    }
+    let objects = 0;
+    for (const o of this.d.repo.objects()) {
+      if (!live.has(o.key)) {
+        this.d.repo.removeObject(o.path);
+        objects++;
+      }
+    }
+    return { commits, objects };
+  }
+
+  // ---- verify and repair ----------------------------------------------------------------------
+
+  async verify(): Promise<VerifyReport> {
+    const head = (await this.d.repo.readHead()) ?? null;
+    const manifest = head === null ? undefined : await this.d.repo.readCommit(head);
+    const objects = [...this.d.repo.objects()];
+    const damaged: string[] = [];
+    await mapLimit(objects, 4, async (o) => {
+      if ((await this.d.tree.hashFile(o.path)) !== o.hash) damaged.push(o.key);
+    });
+    const present = new Set(objects.map((o) => o.key));
+    const missingObjects = new Set<string>();
+    for (const r of await this.d.repo.refs()) {
+      for (const e of (await this.d.repo.readCommit(r.commit)).entries) {
+        const key = e.type === 'file' ? `${e.hash as string}-${e.mode.toString(8)}` : undefined;
+        if (key !== undefined && !present.has(key)) missingObjects.add(key);
+      }
+    }
+    const report: VerifyReport = {
+      head,
+      version: manifest?.version ?? null,
+      objectsChecked: objects.length,
+      damagedObjects: damaged.sort(),
+      missingObjects: [...missingObjects].sort(),
+      tampered: [],
+      missing: [],
+      unexpected: [],
+      ok: false,
+    };
+    if (manifest !== undefined) {
+      const p = await this.plan(manifest);
+      report.unexpected = p.remove.sort();
+      for (const e of [...p.write, ...p.dirs, ...p.chmods]) {
+        (p.live.has(e.path) ? report.tampered : report.missing).push(e.path);
+      }
+      report.tampered.sort();
+      report.missing.sort();
+    }
+    report.ok =
+      report.damagedObjects.length === 0 &&
+      report.missingObjects.length === 0 &&
+      report.tampered.length === 0 &&
+      report.missing.length === 0 &&
+      report.unexpected.length === 0;
+    return report;
+  }
+
+  /**
+   * Restores tampered and missing files from the current snapshot. A damaged or lost object is
+   * first rebuilt from an identical copy elsewhere: the same content under another mode in any
+   * commit, or a live file that still has that content. What cannot be found is reported.
+   */
+  async repair(): Promise<RepairReport> {
+    await this.recover();
+    const report: RepairReport = { repairedObjects: [], restored: [], unrecoverable: [] };
+    const v = await this.verify();
+    const broken = [...v.damagedObjects, ...v.missingObjects];
+    if (broken.length > 0) {
+      const copies = await this.knownCopies();
+      for (const key of broken) {
+        const [hash, modeText] = key.split('-') as [string, string];
+        const source = await this.findGoodCopy(hash, key, copies);
+        if (source === undefined) {
+          report.unrecoverable.push(
+            `object ${key} (no intact copy in the repository or the live tree)`,
+          );
+          continue;
+        }
+        this.d.repo.restoreObject(hash, parseInt(modeText, 8), source);
+        report.repairedObjects.push(key);
+      }
+    }
+    if (v.head !== null) {
+      const manifest = await this.d.repo.readCommit(v.head);
+      const p = await this.plan(manifest);
+      for (const d of p.dirs) this.d.tree.ensureDir(d.path, d.mode);
+      for (const e of p.write) {
+        if (e.type === 'symlink') {
+          this.d.tree.placeSymlink(e.target as string, e.path);
+        } else {
+          const object = this.d.repo.objectPath(e.hash as string, e.mode);
+          if (
+            !this.d.repo.hasObject(e.hash as string, e.mode) ||
+            (await this.d.tree.hashFile(object)) !== e.hash
+          ) {
+            report.unrecoverable.push(
+              `${e.path} (its object is damaged and no intact copy exists)`,
+            );
+            continue;
+          }
+          this.d.tree.placeFile(object, e.path, e.mode);
+        }
+        report.restored.push(e.path);
+      }
+      for (const e of p.chmods) {
+        this.d.tree.chmod(e.path, e.mode);
+        report.restored.push(e.path);
+      }
+      const entries: LiveEntry[] = [];
+      for (const e of manifest.entries) {
+        if (e.type !== 'file') continue;
+        const stat = this.d.tree.lstat(e.path);
+        if (stat !== undefined && !report.unrecoverable.some((u) => u.startsWith(`${e.path} `))) {
+          entries.push({ path: e.path, stat });
+          p.known.set(e.path, e.hash as string);
+        }
+      }
+      await this.writeCache(v.head, entries, p.known);
+    }
+    this.log.info(
+      {
+        objects: report.repairedObjects.length,
+        files: report.restored.length,
+        unrecoverable: report.unrecoverable.length,
+      },
+      'repair finished',
+    );
+    return report;
+  }
+
+  /** Every place an identical copy of some content might live: objects and live paths. */
+  private async knownCopies(): Promise<Map<string, string[]>> {
+    const copies = new Map<string, string[]>();
+    const add = (hash: string, path: string) =>
+      copies.set(hash, [...(copies.get(hash) ?? []), path]);
+    for (const o of this.d.repo.objects()) add(o.hash, o.path);
+    for (const id of this.d.repo.commitIds()) {
+      for (const e of (await this.d.repo.readCommit(id)).entries) {
+        if (e.type === 'file') add(e.hash as string, e.path);
+      }
+    }
+    return copies;
+  }
+
+  private async findGoodCopy(
+    hash: string,
+    brokenKey: string,
+    copies: Map<string, string[]>,
+  ): Promise<string | undefined> {
+    for (const path of new Set(copies.get(hash) ?? [])) {
+      if (path.endsWith(brokenKey)) continue;
+      const stat = this.d.tree.lstat(path);
+      if (stat?.type !== 'file') continue;
+      if ((await this.d.tree.hashFile(path)) === hash) return path;
+    }
+    return undefined;
+  }
+}
