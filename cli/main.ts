@@ -15,7 +15,8 @@ ${Object.values(commands)
 
 Every command takes --settings PATH (else $BOXKEEPER_SETTINGS, else ./settings/settings.ini)
 and --help. Exit codes: 0 ok, 1 internal error, 2 bad configuration or usage,
-3 another boxkeeper runs for this box, 4 cloud request failed, 5 box service failure.
+3 another boxkeeper runs for this box, 4 cloud request failed, 5 box service failure,
+6 snapshot operation refused or problems found.
 `;
 
 function commandHelp(c: Command): string {
@@ -47,7 +48,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     parsed = parseArgs({ args: rest, options, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new UsageError(`${(err as Error).message}\n\n${commandHelp(command)}`);
+    throw new UsageError(`${(err as Error).message}\nSee "boxkeeper ${command.name} --help".`);
   }
   if (parsed.values.help === true) {
     process.stdout.write(commandHelp(command));

@@ -61,6 +61,7 @@ export interface Settings {
     crashLoopRetryMs: number;
   };
   cloud: { timeoutMs: number; retries: number; tokenRefreshMarginMs: number };
+  snapshot: { repo: string; config: string; retain: number };
 }
 
 // ---- field kinds: each a zod schema from the raw string, plus how to say what was expected ----
@@ -180,6 +181,9 @@ export const FIELDS: readonly Field[] = [
   { section: 'cloud', key: 'timeout', kind: 'seconds', default: '30' },
   { section: 'cloud', key: 'retries', kind: 'countOrZero', default: '3' },
   { section: 'cloud', key: 'token_refresh_margin', kind: 'secondsOrZero', default: '60' },
+  { section: 'snapshot', key: 'repo', kind: 'path', default: '\\boxkeeper\\repo' },
+  { section: 'snapshot', key: 'config', kind: 'path', default: '\\boxkeeper\\snapshot.json' },
+  { section: 'snapshot', key: 'retain', kind: 'count', default: '3' },
 ];
 
 export const REGISTRY_KEY = 'HKLM\\SOFTWARE\\Ect888\\Qthz';
@@ -369,6 +373,13 @@ export async function loadSettings(file: string, deps: SettingsDeps): Promise<Lo
     resolve(key, boxRoot);
   }
   resolve('fs_conf', paths.fs);
+  for (const key of ['repo', 'config']) {
+    const raw = v.get(id('snapshot', key));
+    if (typeof raw !== 'string' || boxRoot === undefined) continue;
+    const r = resolveBoxPath(deps.platform, boxRoot, raw);
+    if (r.ok) paths[`snapshot.${key}`] = r.path;
+    else problems.push({ file, section: 'snapshot', key, message: r.message });
+  }
   resolve('patchmeta', paths.patch);
   for (const key of ['manager', 'updater', 'starter']) resolve(key, paths.manager_dir);
 
@@ -427,6 +438,11 @@ export async function loadSettings(file: string, deps: SettingsDeps): Promise<Lo
         timeoutMs: g('cloud', 'timeout'),
         retries: g('cloud', 'retries'),
         tokenRefreshMarginMs: g('cloud', 'token_refresh_margin'),
+      },
+      snapshot: {
+        repo: p('snapshot.repo'),
+        config: p('snapshot.config'),
+        retain: g('snapshot', 'retain'),
       },
     },
   };

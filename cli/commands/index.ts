@@ -1,6 +1,7 @@
 import type { ExitCode } from '../../adapters/errors.ts';
 import { heartbeatCommand } from './heartbeat.ts';
 import { runCommand } from './run.ts';
+import { snapshotCommand } from './snapshot.ts';
 import { statusCommand } from './status.ts';
 import { tokenCommand } from './token.ts';
 
@@ -24,5 +25,8 @@ export interface Command {
 }
 
 export const commands: Record<string, Command> = Object.fromEntries(
-  [runCommand, statusCommand, heartbeatCommand, tokenCommand].map((c) => [c.name, c]),
+  [runCommand, statusCommand, heartbeatCommand, tokenCommand, snapshotCommand].map((c) => [
+    c.name,
+    c,
+  ]),
 );
