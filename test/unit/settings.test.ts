@@ -249,3 +249,12 @@ test('reg query output is parsed for the value', () => {
   assert.equal(parseRegQuery(out, 'QthzInstallPath'), 'D:\\Program Files\\Qthz');
   assert.equal(parseRegQuery(out, 'Other'), undefined);
 });
+
+test('docs/settings.md documents every key the agent reads', async () => {
+  const { FIELDS } = await import('../../services/settings.ts');
+  const doc = await readFile(new URL('../../docs/settings.md', import.meta.url), 'utf8');
+  const missing = FIELDS.filter((f) => !new RegExp(`\\|\\s*\`${f.key}\`\\s*\\|`).test(doc)).map(
+    (f) => `[${f.section}] ${f.key}`,
+  );
+  assert.deepEqual(missing, []);
+});
