@@ -171,9 +171,15 @@ export class SnapshotService {
   // ---- reading the live tree ---------------------------------------------------------------
 
   /** The live tree as manifest entries; hashes from the stat cache where stamps are unchanged. */
-  private scan(roots: string[], cache: StatCache | undefined, headCommit: string | undefined) {
+  private scan(
+    roots: string[],
+    cache: StatCache | undefined,
+    headCommit: string | undefined,
+    mode: 'write' | 'read',
+  ) {
     const walk = this.d.tree.walk(roots, this.isExcluded);
-    for (const debris of walk.debris) this.d.tree.removePath(debris);
+    // Temp files of an interrupted placement are ours to remove, but only under the lock.
+    if (mode === 'write') for (const debris of walk.debris) this.d.tree.removePath(debris);
     for (const s of walk.skipped) this.log.warn(s, 'not managed');
     const usable = cache !== undefined && cache.commit === headCommit ? cache : undefined;
     const trustedBefore = (usable?.writtenAtMs ?? 0) - RACY_MS;
@@ -254,7 +260,7 @@ export class SnapshotService {
     const head = await this.d.repo.readHead();
     const cache = await this.d.repo.readStatCache();
     const roots = [...this.d.config.subscribe];
-    const { walk, toHash, known } = this.scan(roots, cache, head);
+    const { walk, toHash, known } = this.scan(roots, cache, head, 'write');
     if (walk.missingRoots.length > 0)
       this.log.warn({ paths: walk.missingRoots }, 'subscribed paths do not exist');
     // Upper bound of new object bytes: every file whose stat changed may be new content.
@@ -428,10 +434,10 @@ export class SnapshotService {
     return plan.write.length + plan.remove.length + plan.dirs.length + plan.chmods.length;
   }
 
-  private async plan(target: Manifest) {
+  private async plan(target: Manifest, mode: 'write' | 'read' = 'write') {
     const head = await this.d.repo.readHead();
     const cache = await this.d.repo.readStatCache();
-    const { walk, toHash, known } = this.scan(target.roots, cache, head);
+    const { walk, toHash, known } = this.scan(target.roots, cache, head, mode);
     await this.hashAll(toHash, known);
     const wanted = byPath(target.entries);
     const live = new Map(walk.entries.map((e) => [e.path, e]));
@@ -592,7 +598,7 @@ export class SnapshotService {
       ok: false,
     };
     if (manifest !== undefined) {
-      const p = await this.plan(manifest);
+      const p = await this.plan(manifest, 'read');
       report.unexpected = p.remove.sort();
       for (const e of [...p.write, ...p.dirs, ...p.chmods]) {
         (p.live.has(e.path) ? report.tampered : report.missing).push(e.path);
