@@ -1,0 +1,161 @@
+// Persist, gate, act: every snapshot of a persisted actor system is written durably, in order,
+// and an effect (an invoked actor) may start its work only once a snapshot that already
+// contains it is on disk. After a crash the restored machine re-invokes exactly the effects
+// that were in flight, and never one whose state was not yet recorded.
+//
+// Snapshots are taken on every `@xstate.snapshot` inspection event of the system, not only on
+// the root's own changes: a spawned child's progress does not notify the root's observers.
+import type { AnyActorRef, InspectionEvent } from 'xstate';
+
+export interface Envelope<S = unknown> {
+  format: 1;
+  machineId: string;
+  machineVersion: string;
+  /** Increases with every write; a restored system continues from the stored value. */
+  seq: number;
+  savedAt: string;
+  snapshot: S;
+}
+
+export interface DurableStoreOptions {
+  machineId: string;
+  machineVersion: string;
+  /** Writes the envelope text atomically and durably (temp, fsync, rename, fsync dir). */
+  write: (text: string) => Promise<void>;
+  /** A write failed: nothing more is persisted and every gate fails (fail-stop). */
+  onFatal: (err: unknown) => void;
+  initialSeq?: number;
+  now?: () => Date;
+}
+
+interface Waiter {
+  ref: AnyActorRef;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+function collectRefs(ref: AnyActorRef, into: Set<AnyActorRef>): void {
+  const children = (ref.getSnapshot() as { children?: Record<string, AnyActorRef | undefined> })
+    .children;
+  if (children === undefined) return;
+  for (const child of Object.values(children)) {
+    if (child === undefined || into.has(child)) continue;
+    into.add(child);
+    collectRefs(child, into);
+  }
+}
+
+export class DurableStore {
+  private readonly o: DurableStoreOptions;
+  private root: AnyActorRef | undefined;
+  private seq: number;
+  private durableSeq: number;
+  private chain: Promise<void> = Promise.resolve();
+  private failed: Error | undefined;
+  private closed = false;
+  private lastText = '';
+  /** The first write that contained each actor. */
+  private readonly firstSeq = new WeakMap<AnyActorRef, number>();
+  private waiters: Waiter[] = [];
+
+  constructor(options: DurableStoreOptions) {
+    this.o = options;
+    this.seq = options.initialSeq ?? 0;
+    this.durableSeq = this.seq;
+  }
+
+  get lastSeq(): number {
+    return this.seq;
+  }
+
+  /** Pass to `createActor(machine, { inspect: store.inspect })`. */
+  readonly inspect = (event: InspectionEvent): void => {
+    if (event.type !== '@xstate.snapshot' || this.closed || this.root === undefined) return;
+    this.record();
+  };
+
+  /** Binds the store to the system's root actor; call before `start()`. */
+  attach(root: AnyActorRef): void {
+    this.root = root;
+  }
+
+  /** Writes the current persisted snapshot of the whole system (serialised behind earlier writes). */
+  record(): void {
+    const root = this.root;
+    if (root === undefined || this.failed !== undefined || this.closed) return;
+    const persisted = root.getPersistedSnapshot();
+    const text = JSON.stringify(persisted);
+    // Identical state: nothing new to make durable (but refs may have appeared: tag them).
+    const refs = new Set<AnyActorRef>([root]);
+    collectRefs(root, refs);
+    if (text === this.lastText) {
+      for (const ref of refs) if (!this.firstSeq.has(ref)) this.firstSeq.set(ref, this.seq);
+      this.settleWaiters();
+      return;
+    }
+    this.lastText = text;
+    const seq = ++this.seq;
+    for (const ref of refs) if (!this.firstSeq.has(ref)) this.firstSeq.set(ref, seq);
+    const envelope: Envelope = {
+      format: 1,
+      machineId: this.o.machineId,
+      machineVersion: this.o.machineVersion,
+      seq,
+      savedAt: (this.o.now ?? (() => new Date()))().toISOString(),
+      snapshot: persisted,
+    };
+    const body = JSON.stringify(envelope);
+    this.chain = this.chain.then(async () => {
+      if (this.failed !== undefined) return;
+      try {
+        await this.o.write(body);
+        this.durableSeq = Math.max(this.durableSeq, seq);
+        this.settleWaiters();
+      } catch (err) {
+        this.fail(err);
+      }
+    });
+  }
+
+  private fail(err: unknown): void {
+    this.failed = err instanceof Error ? err : new Error(String(err));
+    for (const w of this.waiters) w.reject(err);
+    this.waiters = [];
+    this.o.onFatal(err);
+  }
+
+  private settleWaiters(): void {
+    this.waiters = this.waiters.filter((w) => {
+      const first = this.firstSeq.get(w.ref);
+      if (first === undefined || first > this.durableSeq) return true;
+      w.resolve();
+      return false;
+    });
+  }
+
+  /**
+   * Resolves once a snapshot containing `ref` is durable. Called at the start of every effect;
+   * the effect may run before observers saw the state that invoked it, so the waiter also
+   * triggers a snapshot of its own.
+   */
+  whenDurable(ref: AnyActorRef): Promise<void> {
+    if (this.failed !== undefined) return Promise.reject(this.failed);
+    return new Promise<void>((resolve, reject) => {
+      this.waiters.push({ ref, resolve, reject });
+      // The invoking state is recorded once the current macrostep ends.
+      queueMicrotask(() => this.record());
+      this.settleWaiters();
+    });
+  }
+
+  /** Waits for every queued write. */
+  async flush(): Promise<void> {
+    await this.chain;
+    if (this.failed !== undefined) throw this.failed;
+  }
+
+  /** Stops recording (never persist a stopped system: it would restore as inert). */
+  close(): void {
+    this.closed = true;
+  }
+}
