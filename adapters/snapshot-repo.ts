@@ -130,6 +130,19 @@ export class SnapshotRepo {
     return names.length;
   }
 
+  /** Removes temp files of interrupted metadata writes (HEAD, refs, commits, caches). */
+  async cleanTemps(): Promise<number> {
+    let removed = 0;
+    for (const dir of [this.dir, join(this.dir, 'refs'), join(this.dir, 'commits')]) {
+      for (const name of existsSync(dir) ? readdirSync(dir) : []) {
+        if (!name.includes('.bk-tmp-')) continue;
+        await rm(join(dir, name), { force: true });
+        removed++;
+      }
+    }
+    return removed;
+  }
+
   /** Removes what an interrupted commit left in staging. */
   async cleanStaging(): Promise<number> {
     const staging = join(this.dir, 'staging');

@@ -52,6 +52,8 @@ export interface CommitResult {
   hashed: number;
   newObjects: number;
   skipped: boolean;
+  /** Why nothing was committed. */
+  reason?: string;
   pruned: string[];
 }
 
@@ -155,6 +157,7 @@ export class SnapshotService {
    * rollback in progress (resumed to completion). Every writing command calls this first.
    */
   async recover(): Promise<void> {
+    await this.d.repo.cleanTemps();
     const staged = await this.d.repo.cleanStaging();
     if (staged > 0)
       this.log.warn({ files: staged }, 'removed objects an interrupted commit left in staging');
@@ -165,6 +168,16 @@ export class SnapshotService {
         'resuming an interrupted rollback',
       );
       await this.applyRollback(journal.target, journal.version);
+    }
+    // A commit interrupted after HEAD moved but before its ref was written: finish it.
+    const head = await this.d.repo.readHead();
+    if (head !== undefined && !(await this.d.repo.refs()).some((r) => r.commit === head)) {
+      const { version } = await this.d.repo.readCommit(head);
+      this.log.warn(
+        { version },
+        'completing a commit that was interrupted before its ref was written',
+      );
+      await this.d.repo.writeRef(version, head);
     }
   }
 
@@ -252,6 +265,28 @@ export class SnapshotService {
           hashed: 0,
           newObjects: 0,
           skipped: true,
+          reason: 'already committed during this boot',
+          pruned: [],
+        };
+      }
+    }
+    if (options.version !== undefined) {
+      // Re-running a commit that already completed (e.g. after a crash) is a no-op.
+      const existing = await this.d.repo.readRef(options.version);
+      if (
+        existing !== undefined &&
+        existing === (await this.d.repo.readHead()) &&
+        (await this.drift()) === 0
+      ) {
+        const m = await this.d.repo.readCommit(existing);
+        return {
+          version: options.version,
+          commit: existing,
+          files: m.entries.length,
+          hashed: 0,
+          newObjects: 0,
+          skipped: true,
+          reason: 'this version is already committed and the box has not changed since',
           pruned: [],
         };
       }
@@ -297,11 +332,17 @@ export class SnapshotService {
       entries,
     };
     const commit = await this.d.repo.writeCommit(manifest);
-    await this.d.repo.writeRef(version, commit);
+    // The initial marker goes first (a dangling one, from a first commit that never finished,
+    // is replaced), then HEAD; the ref is written last and makes the version visible. A crash
+    // after HEAD is completed by recover(), which adds the missing ref.
+    const initial = await this.d.repo.readInitial();
+    if (initial === undefined || (await this.d.repo.readRef(initial)) === undefined) {
+      await this.d.repo.writeInitial(version);
+    }
     await this.d.repo.writeHead(commit);
     await this.writeCache(commit, walk.entries, known);
-    if ((await this.d.repo.readInitial()) === undefined) await this.d.repo.writeInitial(version);
     await this.d.repo.writeLastBoot({ bootId, version });
+    await this.d.repo.writeRef(version, commit);
     const pruned = await this.prune();
     this.log.info(
       { version, commit, files: entries.length, hashed: toHash.length, newObjects },
@@ -325,7 +366,8 @@ export class SnapshotService {
           `version name "${requested}" must be letters, digits, ".", "_" or "-"`,
         );
       }
-      if ((await this.d.repo.readRef(requested)) !== undefined) {
+      const existing = await this.d.repo.readRef(requested);
+      if (existing !== undefined) {
         throw new SnapshotError(`version ${requested} already exists`);
       }
       return requested;

@@ -181,7 +181,7 @@ export const snapshotCommand: Command = {
             ...(typeof args.values.subject === 'string' ? { subject: args.values.subject } : {}),
             oncePerBoot: args.values['once-per-boot'] === true,
           });
-          if (r.skipped) out(`skipped: already committed during this boot (${r.version})`);
+          if (r.skipped) out(`skipped: ${r.reason ?? 'nothing to commit'} (${r.version})`);
           else {
             out(
               `committed ${r.version}: ${r.files} entries, ${r.hashed} re-read, ${r.newObjects} new objects`,
