@@ -36,6 +36,10 @@ export async function ownerAlive(
   if (owner.pid === process.pid) return true;
   const proc = (await processes.list()).find((p) => p.pid === owner.pid);
   if (proc === undefined) return false;
+  // The owner started before it wrote the lock; a process started later reuses the pid.
+  const lockedAt = Date.parse(owner.startedAt);
+  if (proc.startedAt !== undefined && Number.isFinite(lockedAt) && proc.startedAt > lockedAt + 1500)
+    return false;
   return proc.cmd === '' || /boxkeeper|cli[\\/]main\.[jt]s/i.test(proc.cmd);
 }
 

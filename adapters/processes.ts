@@ -12,6 +12,8 @@ export interface ProcInfo {
   name: string;
   /** Full command line; empty where the OS listing has none (Windows' fast list). */
   cmd: string;
+  /** Start time (epoch ms, 1 s resolution) where the OS listing has it. */
+  startedAt?: number;
 }
 
 export interface ExecResult {
@@ -45,7 +47,12 @@ export interface ProcessControl {
 export const nodeProcesses: ProcessControl = {
   async list() {
     const all = await psList({ all: true });
-    return all.map((p) => ({ pid: p.pid, name: p.name, cmd: p.cmd ?? '' }));
+    return all.map((p) => ({
+      pid: p.pid,
+      name: p.name,
+      cmd: p.cmd ?? '',
+      ...(p.startTime === undefined ? {} : { startedAt: p.startTime.getTime() }),
+    }));
   },
 
   isAlive(pid) {

@@ -50,6 +50,11 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     throw new UsageError(`${(err as Error).message}\nSee "boxkeeper ${command.name} --help".`);
   }
+  if (command.positionals !== true && parsed.positionals.length > 0) {
+    throw new UsageError(
+      `unexpected argument "${parsed.positionals[0] ?? ''}"\nSee "boxkeeper ${command.name} --help".`,
+    );
+  }
   if (parsed.values.help === true) {
     process.stdout.write(commandHelp(command));
     return ExitCode.ok;

@@ -170,7 +170,13 @@ export class HeartbeatLoop {
     const at = new Date().toISOString();
     try {
       const report = await sendHeartbeat(this.deps);
-      const items = Object.fromEntries(report.items.map((i) => [i.key, i.value]));
+      // What is kept (status.json, logs) never holds the secret, even when it was sent.
+      const items = Object.fromEntries(
+        report.items.map((i) => [
+          i.key,
+          i.key === 'access_secret' && i.value !== '' ? '(sent)' : i.value,
+        ]),
+      );
       this.deps.logger.info(
         {
           Java: items.Java,

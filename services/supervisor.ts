@@ -74,8 +74,9 @@ export class ServiceSupervisor {
 
     const find = async (): Promise<ProcInfo | undefined> =>
       (await deps.processes.list()).find((p) => spec.matches(p));
-    const gone = async (pid: number | null) =>
-      pid === null || !deps.processes.isAlive(pid) || (await find())?.pid !== pid;
+    const dead = (pid: number | null) => pid === null || !deps.processes.isAlive(pid);
+    // The process table (a `ps` run) also catches a reused pid; it is read only now and then.
+    const gone = async (pid: number | null) => dead(pid) || (await find())?.pid !== pid;
 
     const machine = serviceMachine.provide({
       actors: {
@@ -93,7 +94,7 @@ export class ServiceSupervisor {
           for (;;) {
             if (await spec.isReady()) return undefined;
             if (signal.aborted) return undefined;
-            if (await gone(input.pid)) throw new ServiceError(spec.name, 'exited while starting');
+            if (dead(input.pid)) throw new ServiceError(spec.name, 'exited while starting');
             if (now() >= deadline) {
               throw new ServiceError(spec.name, `not ready within ${deps.readyTimeoutMs} ms`);
             }
@@ -101,8 +102,8 @@ export class ServiceSupervisor {
           }
         }),
         watch: fromPromise<undefined, EffectInput>(async ({ input, signal }) => {
-          while (!signal.aborted) {
-            if (await gone(input.pid)) return undefined;
+          for (let tick = 0; !signal.aborted; tick++) {
+            if (tick % 12 === 11 ? await gone(input.pid) : dead(input.pid)) return undefined;
             await sleep(deps.intervalMs, signal);
           }
           return undefined;

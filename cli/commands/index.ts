@@ -21,6 +21,8 @@ export interface Command {
   usage: string;
   description: string;
   options: Record<string, CommandOption>;
+  /** Whether the command takes positional arguments (subcommands, versions). */
+  positionals?: boolean;
   run(args: CommandArgs): Promise<ExitCode>;
 }
 

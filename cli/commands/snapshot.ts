@@ -80,6 +80,7 @@ function mib(bytes: number): string {
 
 export const snapshotCommand: Command = {
   name: 'snapshot',
+  positionals: true,
   summary:
     'Versioned snapshots of the box: init, commit, list, diff, rollback, prune, verify, repair',
   usage:

@@ -40,9 +40,12 @@ export const FAST_SETTINGS: Record<string, Record<string, string>> = {
 
 export const sleep = (ms: number): Promise<void> => new Promise((ok) => setTimeout(ok, ms));
 
+/** Thrown by a waitUntil probe to stop waiting at once (e.g. the daemon exited). */
+export class GiveUp extends Error {}
+
 /**
  * Polls `probe` every `intervalMs` until it returns something other than undefined/false/null
- * (errors count as "not yet"); rejects after `timeoutMs`, saying what was awaited.
+ * (errors count as "not yet", except GiveUp); rejects after `timeoutMs`, saying what was awaited.
  */
 export async function waitUntil<T>(
   probe: () => T | undefined | false | null | Promise<T | undefined | false | null>,
@@ -58,6 +61,10 @@ export async function waitUntil<T>(
       const value = await probe();
       if (value !== undefined && value !== false && value !== null) return value;
     } catch (err) {
+      if (err instanceof GiveUp) {
+        const diag = diagnostics === undefined ? '' : `\n${diagnostics()}`;
+        throw new Error(`gave up waiting for ${what}: ${err.message}${diag}`, { cause: err });
+      }
       lastError = err;
     }
     if (Date.now() >= deadline) {
@@ -180,6 +187,32 @@ export class Daemon {
     return this.child.exitCode === null && this.child.signalCode === null;
   }
 
+  /** For waitUntil probes: stop waiting when the daemon has exited. */
+  assertRunning(): void {
+    if (!this.running) {
+      throw new GiveUp(
+        `the daemon exited (code ${String(this.child.exitCode)}, signal ${String(this.child.signalCode)})`,
+      );
+    }
+  }
+
+  /** waitUntil that gives up at once if the daemon exits, and shows its log on failure. */
+  waitUntil<T>(
+    probe: () => T | undefined | false | null | Promise<T | undefined | false | null>,
+    timeoutMs: number,
+    what: string,
+  ): Promise<T> {
+    return waitUntil(
+      () => {
+        this.assertRunning();
+        return probe();
+      },
+      timeoutMs,
+      what,
+      () => this.tail(),
+    );
+  }
+
   /** The last log lines and stderr, for failure messages. */
   tail(n = 15): string {
     const lines = this.stdout.trimEnd().split('\n').slice(-n).join('\n');
@@ -193,16 +226,13 @@ export class Daemon {
     what: string,
     from = 0,
   ): Promise<{ line: LogLine; index: number }> {
-    return waitUntil(
+    return this.waitUntil(
       () => {
         const index = this.lines.findIndex((l, i) => i >= from && pred(l));
-        if (index >= 0) return { line: this.lines[index] as LogLine, index };
-        if (!this.running) throw new Error('the daemon exited');
-        return undefined;
+        return index >= 0 ? { line: this.lines[index] as LogLine, index } : undefined;
       },
       timeoutMs,
       what,
-      () => this.tail(),
     );
   }
 
