@@ -93,6 +93,11 @@ export class SnapshotRepo {
     return new SnapshotRepo(dir);
   }
 
+  /** Version names become file names under refs/: letters, digits, ".", "_", "-". */
+  validVersionName(name: string): boolean {
+    return validVersionName(name);
+  }
+
   // ---- objects ---------------------------------------------------------------------------
 
   objectPath(hash: string, mode: number): string {

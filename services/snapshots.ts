@@ -5,7 +5,6 @@
 import { BoxkeeperError, ExitCode } from '../adapters/errors.ts';
 import type { Logger } from '../adapters/logger.ts';
 import {
-  validVersionName,
   type Manifest,
   type ManifestEntry,
   type SnapshotRepo,
@@ -361,7 +360,7 @@ export class SnapshotService {
 
   private async uniqueVersion(requested: string | undefined): Promise<string> {
     if (requested !== undefined) {
-      if (!validVersionName(requested)) {
+      if (!this.d.repo.validVersionName(requested)) {
         throw new SnapshotError(
           `version name "${requested}" must be letters, digits, ".", "_" or "-"`,
         );
