@@ -3,6 +3,7 @@
 // file is replaced atomically; objects are staged, fsynced and renamed in, so a commit is
 // visible only once its ref is written (see docs/snapshots.md for the layout).
 import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isErrnoCode } from './errors.ts';
@@ -37,6 +38,16 @@ export interface StatCache {
   /** When the cache was written: files modified in the same clock tick are re-hashed. */
   writtenAtMs: number;
   entries: Record<string, { stamp: string; hash: string }>;
+}
+
+/** What a ref records besides its commit, so listing needs no manifest. */
+export interface RefInfo {
+  version: string;
+  commit: string;
+  time: string;
+  subject: string;
+  files: number;
+  bytes: number;
 }
 
 export interface RollbackJournal {
@@ -116,12 +127,27 @@ export class SnapshotRepo {
     return staged;
   }
 
-  /** fsync every staged object, rename it into objects/, fsync the directories. */
+  get objectsDir(): string {
+    return join(this.dir, 'objects');
+  }
+
+  get stagingDir(): string {
+    return join(this.dir, 'staging');
+  }
+
+  /**
+   * Makes every staged object durable, renames it into objects/ and makes the renames durable.
+   * Like ostree, all objects are written first and flushed together: on Linux one syncfs of the
+   * repository's file system (`sync -f`), elsewhere an fsync per file.
+   */
   publishStaged(): number {
-    const staging = join(this.dir, 'staging');
+    const staging = this.stagingDir;
     const names = readdirSync(staging);
+    if (names.length === 0) return 0;
+    // A few files: fsync each; many: one syncfs is far cheaper.
+    const bulk = names.length > 32 && this.syncFileSystem();
+    if (!bulk) for (const name of names) fsyncFile(join(staging, name));
     const dirs = new Set<string>();
-    for (const name of names) fsyncFile(join(staging, name));
     for (const name of names) {
       const dir = join(this.dir, 'objects', name.slice(0, 2));
       if (!dirs.has(dir)) {
@@ -130,9 +156,17 @@ export class SnapshotRepo {
       }
       renameSync(join(staging, name), join(dir, name));
     }
-    for (const dir of dirs) fsyncDirSync(dir);
-    fsyncDirSync(join(this.dir, 'objects'));
+    if (!(bulk && this.syncFileSystem())) {
+      for (const dir of dirs) fsyncDirSync(dir);
+      fsyncDirSync(this.objectsDir);
+    }
     return names.length;
+  }
+
+  /** syncfs(2) of the repository's file system through coreutils; false where unavailable. */
+  private syncFileSystem(): boolean {
+    if (process.platform !== 'linux') return false;
+    return spawnSync('sync', ['-f', this.dir], { stdio: 'ignore' }).status === 0;
   }
 
   /** Removes temp files of interrupted metadata writes (HEAD, refs, commits, caches). */
@@ -217,28 +251,47 @@ export class SnapshotRepo {
 
   // ---- refs, HEAD, markers ---------------------------------------------------------------
 
-  async refs(): Promise<Array<{ version: string; commit: string }>> {
+  private async readRefInfo(version: string): Promise<RefInfo | undefined> {
+    let text: string;
+    try {
+      text = (await readFile(join(this.dir, 'refs', version), 'utf8')).trim();
+    } catch (err) {
+      if (isErrnoCode(err, 'ENOENT')) return undefined;
+      throw err;
+    }
+    if (/^[0-9a-f]{64}$/.test(text)) {
+      // A bare commit id: fill the listing fields from the manifest.
+      const m = await this.readCommit(text);
+      return {
+        version,
+        commit: text,
+        time: m.time,
+        subject: m.subject,
+        files: m.entries.filter((e) => e.type === 'file').length,
+        bytes: m.entries.reduce((n, e) => n + (e.size ?? 0), 0),
+      };
+    }
+    return { ...(JSON.parse(text) as Omit<RefInfo, 'version'>), version };
+  }
+
+  async refs(): Promise<RefInfo[]> {
     const names = readdirSync(join(this.dir, 'refs')).filter(validVersionName);
-    const out = [];
+    const out: RefInfo[] = [];
     for (const version of names) {
-      const commit = (await readFile(join(this.dir, 'refs', version), 'utf8')).trim();
-      out.push({ version, commit });
+      const info = await this.readRefInfo(version);
+      if (info !== undefined) out.push(info);
     }
     return out;
   }
 
   async readRef(version: string): Promise<string | undefined> {
     if (!validVersionName(version)) return undefined;
-    try {
-      return (await readFile(join(this.dir, 'refs', version), 'utf8')).trim();
-    } catch (err) {
-      if (isErrnoCode(err, 'ENOENT')) return undefined;
-      throw err;
-    }
+    return (await this.readRefInfo(version))?.commit;
   }
 
-  async writeRef(version: string, commit: string): Promise<void> {
-    await writeFileAtomic(join(this.dir, 'refs', version), commit);
+  async writeRef(info: RefInfo): Promise<void> {
+    const { version, ...rest } = info;
+    await writeFileAtomic(join(this.dir, 'refs', version), JSON.stringify(rest));
   }
 
   async deleteRef(version: string): Promise<void> {
@@ -269,6 +322,19 @@ export class SnapshotRepo {
 
   writeInitial(version: string): Promise<void> {
     return writeFileAtomic(join(this.dir, 'initial'), version);
+  }
+
+  /** Set while an operation may leave unreachable commits or objects behind (see sweep). */
+  markSweepNeeded(): Promise<void> {
+    return writeFileAtomic(join(this.dir, 'sweep-needed'), new Date().toISOString());
+  }
+
+  sweepNeeded(): boolean {
+    return existsSync(join(this.dir, 'sweep-needed'));
+  }
+
+  async clearSweepNeeded(): Promise<void> {
+    await rm(join(this.dir, 'sweep-needed'), { force: true });
   }
 
   readLastBoot(): Promise<{ bootId: string; version: string } | undefined> {

@@ -33,6 +33,8 @@ export interface StatInfo {
   size: number;
   /** Identity and change stamps: a file whose stamps are unchanged has unchanged content. */
   stamp: string;
+  /** Last status change (epoch ms), to spot changes in the same clock tick as a cache write. */
+  ctimeMs: number;
 }
 
 export interface LiveEntry {
@@ -71,6 +73,7 @@ export function statInfo(st: BigIntStats): StatInfo {
     // dev + inode catch a replaced file, size + mtime an edit, ctime anything else (content
     // or metadata), which user space cannot set back.
     stamp: `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`,
+    ctimeMs: Number(st.ctimeNs / 1_000_000n),
   };
 }
 

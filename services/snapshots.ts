@@ -7,9 +7,11 @@ import type { Logger } from '../adapters/logger.ts';
 import {
   type Manifest,
   type ManifestEntry,
+  type RefInfo,
   type SnapshotRepo,
   type StatCache,
 } from '../adapters/snapshot-repo.ts';
+import type { HashPool } from '../adapters/hash-pool.ts';
 import type { LiveEntry, TreeOps } from '../adapters/tree.ts';
 
 export class SnapshotError extends BoxkeeperError {
@@ -30,6 +32,8 @@ export interface SnapshotConfig {
 export interface SnapshotDeps {
   repo: SnapshotRepo;
   tree: TreeOps;
+  /** Hashes and stores files on worker threads (all cores). */
+  hashPool: HashPool;
   config: SnapshotConfig;
   logger: Logger;
   /** Free bytes on the file system holding `path`. */
@@ -96,35 +100,24 @@ const SPACE_MARGIN = 64 * 1024 * 1024;
 /** Files changed this close to the stat cache's write time are re-hashed (racy stamps). */
 const RACY_MS = 2000;
 
-function byPath(entries: ManifestEntry[]): Map<string, ManifestEntry> {
-  return new Map(entries.map((e) => [e.path, e]));
+function refInfo(m: Manifest, commit: string): RefInfo {
+  return {
+    version: m.version,
+    commit,
+    time: m.time,
+    subject: m.subject,
+    files: m.entries.filter((e) => e.type === 'file').length,
+    bytes: m.entries.reduce((n, e) => n + (e.size ?? 0), 0),
+  };
 }
 
-function ctimeMs(stamp: string): number {
-  const ns = stamp.split(':')[4];
-  return ns === undefined ? 0 : Number(BigInt(ns) / 1_000_000n);
+function byPath(entries: ManifestEntry[]): Map<string, ManifestEntry> {
+  return new Map(entries.map((e) => [e.path, e]));
 }
 
 function sameEntry(a: ManifestEntry | undefined, b: ManifestEntry | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
   return a.type === b.type && a.mode === b.mode && a.hash === b.hash && a.target === b.target;
-}
-
-async function mapLimit<T, R>(
-  items: T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  });
-  await Promise.all(workers);
-  return out;
 }
 
 function mib(bytes: number): string {
@@ -171,13 +164,15 @@ export class SnapshotService {
     // A commit interrupted after HEAD moved but before its ref was written: finish it.
     const head = await this.d.repo.readHead();
     if (head !== undefined && !(await this.d.repo.refs()).some((r) => r.commit === head)) {
-      const { version } = await this.d.repo.readCommit(head);
+      const manifest = await this.d.repo.readCommit(head);
       this.log.warn(
-        { version },
+        { version: manifest.version },
         'completing a commit that was interrupted before its ref was written',
       );
-      await this.d.repo.writeRef(version, head);
+      await this.d.repo.writeRef(refInfo(manifest, head));
     }
+    // An interrupted commit or prune may have left unreachable commits and objects.
+    if (this.d.repo.sweepNeeded()) await this.sweep();
   }
 
   // ---- reading the live tree ---------------------------------------------------------------
@@ -200,7 +195,7 @@ export class SnapshotService {
     for (const e of walk.entries) {
       if (e.stat.type !== 'file') continue;
       const c = usable?.entries[e.path];
-      if (c !== undefined && c.stamp === e.stat.stamp && ctimeMs(e.stat.stamp) < trustedBefore) {
+      if (c !== undefined && c.stamp === e.stat.stamp && e.stat.ctimeMs < trustedBefore) {
         known.set(e.path, c.hash);
       } else {
         toHash.push(e);
@@ -210,9 +205,8 @@ export class SnapshotService {
   }
 
   private async hashAll(entries: LiveEntry[], known: Map<string, string>): Promise<void> {
-    await mapLimit(entries, 4, async (e) => {
-      known.set(e.path, await this.d.tree.hashFile(e.path));
-    });
+    const hashes = await this.d.hashPool.hash(entries.map((e) => e.path));
+    entries.forEach((e, i) => known.set(e.path, hashes[i] as string));
   }
 
   private toManifestEntries(entries: LiveEntry[], hashes: Map<string, string>): ManifestEntry[] {
@@ -300,21 +294,22 @@ export class SnapshotService {
     // Upper bound of new object bytes: every file whose stat changed may be new content.
     const bytes = toHash.reduce((n, e) => n + e.stat.size, 0);
     await this.preflight(bytes, roots, 'commit');
-    await this.hashAll(toHash, known);
-
+    // From here an interruption can leave objects no ref reaches: the next run sweeps them.
+    await this.d.repo.markSweepNeeded();
+    // Read each changed file once: hash it and, when its object is new, stage it from the
+    // same bytes (on every core).
+    const ingested = await this.d.hashPool.ingest(
+      toHash.map((e) => ({
+        path: e.path,
+        mode: e.stat.mode,
+        objectsDir: this.d.repo.objectsDir,
+        stagingDir: this.d.repo.stagingDir,
+      })),
+    );
     let newObjects = 0;
-    for (const e of toHash) {
-      const hash = known.get(e.path) as string;
-      if (this.d.repo.hasObject(hash, e.stat.mode)) continue;
-      this.d.repo.stageObject(e.path, hash, e.stat.mode);
-      // The file must not have changed between hashing and copying.
-      const after = this.d.tree.lstat(e.path);
-      if (after?.stamp !== e.stat.stamp) {
-        throw new SnapshotError(
-          `${e.path} changed while it was being committed; stop what writes it and retry`,
-        );
-      }
-      newObjects++;
+    for (const r of ingested) {
+      known.set(r.path, r.hash);
+      if (r.staged) newObjects++;
     }
     this.d.repo.publishStaged();
 
@@ -341,7 +336,9 @@ export class SnapshotService {
     await this.d.repo.writeHead(commit);
     await this.writeCache(commit, walk.entries, known);
     await this.d.repo.writeLastBoot({ bootId, version });
-    await this.d.repo.writeRef(version, commit);
+    await this.d.repo.writeRef(refInfo(manifest, commit));
+    // Complete: every object this commit stored is reachable from its ref.
+    await this.d.repo.clearSweepNeeded();
     const pruned = await this.prune();
     this.log.info(
       { version, commit, files: entries.length, hashed: toHash.length, newObjects },
@@ -399,21 +396,9 @@ export class SnapshotService {
       this.d.repo.readInitial(),
       this.d.repo.readHead(),
     ]);
-    const out: VersionInfo[] = [];
-    for (const r of refs) {
-      const m = await this.d.repo.readCommit(r.commit);
-      out.push({
-        version: r.version,
-        commit: r.commit,
-        time: m.time,
-        subject: m.subject,
-        files: m.entries.filter((e) => e.type === 'file').length,
-        bytes: m.entries.reduce((n, e) => n + (e.size ?? 0), 0),
-        initial: r.version === initial,
-        current: r.commit === head,
-      });
-    }
-    return out.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
+    return refs
+      .map((r) => ({ ...r, initial: r.version === initial, current: r.commit === head }))
+      .sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
   }
 
   private async commitOf(version: string): Promise<string> {
@@ -536,11 +521,13 @@ export class SnapshotService {
     for (const e of p.chmods) this.d.tree.chmod(e.path, e.mode);
     const changed = p.remove.length + p.dirs.length + p.write.length + p.chmods.length;
 
-    // The stat cache now describes the target: fresh stamps for what was written.
+    // The stat cache now describes the target: fresh stamps for what was touched, the
+    // planning walk's stamps for the rest.
+    const touched = new Set([...p.write, ...p.chmods].map((e) => e.path));
     const entries: LiveEntry[] = [];
     for (const e of manifest.entries) {
       if (e.type !== 'file') continue;
-      const stat = this.d.tree.lstat(e.path);
+      const stat = touched.has(e.path) ? this.d.tree.lstat(e.path) : p.live.get(e.path)?.stat;
       if (stat !== undefined) entries.push({ path: e.path, stat });
       p.known.set(e.path, e.hash as string);
     }
@@ -554,7 +541,7 @@ export class SnapshotService {
   // ---- retention ----------------------------------------------------------------------------
 
   /** Deletes versions beyond the newest `retain` (never the initial one or the current one). */
-  async prune(): Promise<string[]> {
+  async prune(options: { sweep?: boolean } = {}): Promise<string[]> {
     const versions = await this.list();
     const keep = new Set(versions.slice(0, this.d.config.retain).map((v) => v.version));
     const drop = versions
@@ -562,8 +549,11 @@ export class SnapshotService {
       .map((v) => v.version);
     // Refs go first; the sweep then removes only what no remaining ref reaches, so a crash at
     // any point loses nothing reachable and the next prune finishes the sweep.
+    if (drop.length > 0) await this.d.repo.markSweepNeeded();
     for (const v of drop) await this.d.repo.deleteRef(v);
-    await this.sweep();
+    // The sweep reads every kept manifest and lists every object: only when something may be
+    // unreachable (or when asked), not after every commit.
+    if (this.d.repo.sweepNeeded() || options.sweep === true) await this.sweep();
     if (drop.length > 0) this.log.info({ versions: drop }, 'pruned old snapshots');
     return drop;
   }
@@ -576,6 +566,7 @@ export class SnapshotService {
       throw new SnapshotError(`${version} is the initial snapshot and is always kept`);
     if (info?.current === true)
       throw new SnapshotError(`${version} is the version the box is at; roll back elsewhere first`);
+    await this.d.repo.markSweepNeeded();
     await this.d.repo.deleteRef(version);
     await this.sweep();
   }
@@ -606,6 +597,7 @@ export class SnapshotService {
         objects++;
       }
     }
+    await this.d.repo.clearSweepNeeded();
     return { commits, objects };
   }
 
@@ -615,10 +607,8 @@ export class SnapshotService {
     const head = (await this.d.repo.readHead()) ?? null;
     const manifest = head === null ? undefined : await this.d.repo.readCommit(head);
     const objects = [...this.d.repo.objects()];
-    const damaged: string[] = [];
-    await mapLimit(objects, 4, async (o) => {
-      if ((await this.d.tree.hashFile(o.path)) !== o.hash) damaged.push(o.key);
-    });
+    const hashes = await this.d.hashPool.hash(objects.map((o) => o.path));
+    const damaged = objects.filter((o, i) => hashes[i] !== o.hash).map((o) => o.key);
     const present = new Set(objects.map((o) => o.key));
     const missingObjects = new Set<string>();
     for (const r of await this.d.repo.refs()) {

@@ -5,6 +5,7 @@ import { acquireInstanceLock, type InstanceLock } from '../../adapters/instance-
 import { checkMounts } from '../../adapters/mounts.ts';
 import { SnapshotRepo } from '../../adapters/snapshot-repo.ts';
 import { bootId } from '../../adapters/system.ts';
+import { createHashPool } from '../../adapters/hash-pool.ts';
 import { nodeTree } from '../../adapters/tree.ts';
 import { loadBoxConfig } from '../../services/box-config.ts';
 import {
@@ -46,6 +47,7 @@ function service(
   return new SnapshotService({
     repo,
     tree: nodeTree,
+    hashPool: createHashPool(),
     config: snapshotConfig(paths, settings),
     logger: ctx.log.logger,
     freeBytes: async (p) => {

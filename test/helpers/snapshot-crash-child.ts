@@ -7,6 +7,7 @@ import { readFileSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { tempPathFor } from '../../adapters/fs-atomic.ts';
+import { createHashPool } from '../../adapters/hash-pool.ts';
 import { createLogger } from '../../adapters/logger.ts';
 import { SnapshotRepo } from '../../adapters/snapshot-repo.ts';
 import { hashText, nodeTree } from '../../adapters/tree.ts';
@@ -54,7 +55,10 @@ function leaveTemp(a: unknown[]): void {
       return;
     }
     case 'repo.writeRef':
-      meta(join('refs', a[0] as string), a[1] as string);
+      {
+        const { version, ...rest } = a[0] as { version: string };
+        meta(join('refs', version), JSON.stringify(rest));
+      }
       return;
     case 'repo.writeHead':
       meta('HEAD', a[0] as string);
@@ -71,7 +75,7 @@ function leaveTemp(a: unknown[]): void {
 }
 
 /** `target` with `<prefix>.<method>` replaced by one that dies at the chosen call. */
-function faulty<T extends object>(prefix: 'repo' | 'tree', target: T): T {
+function faulty<T extends object>(prefix: 'repo' | 'tree' | 'hashPool', target: T): T {
   return new Proxy(target, {
     get(t, prop) {
       const value: unknown = Reflect.get(t, prop);
@@ -97,6 +101,7 @@ const logger = createLogger({ level: 'fatal', console: 'none' }).logger;
 const service = new SnapshotService({
   repo: faulty('repo', SnapshotRepo.open(args.repoDir)),
   tree: faulty('tree', nodeTree),
+  hashPool: faulty('hashPool', createHashPool(2)),
   config: args.config,
   logger,
   freeBytes: async (p) => {

@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { HashPool } from '../../adapters/hash-pool.ts';
 import type { SnapshotRepo } from '../../adapters/snapshot-repo.ts';
 import type { TreeOps } from '../../adapters/tree.ts';
 import type { SnapshotConfig } from '../../services/snapshots.ts';
@@ -18,7 +19,8 @@ type MethodOf<T> = {
   string;
 
 /** An adapter method, as `repo.<method>` or `tree.<method>`. */
-export type CrashCall = `repo.${MethodOf<SnapshotRepo>}` | `tree.${MethodOf<TreeOps>}`;
+export type CrashCall =
+  `repo.${MethodOf<SnapshotRepo>}` | `tree.${MethodOf<TreeOps>}` | `hashPool.${MethodOf<HashPool>}`;
 
 /**
  * Where the child dies: on the `nth` call of `call` (1-based), before the real call, after it

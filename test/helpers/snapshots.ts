@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { createLogger } from '../../adapters/logger.ts';
 import { SnapshotRepo } from '../../adapters/snapshot-repo.ts';
+import { createHashPool } from '../../adapters/hash-pool.ts';
 import { nodeTree } from '../../adapters/tree.ts';
 import {
   SnapshotService,
@@ -57,10 +58,12 @@ export async function createSnapshotFixture(
   const repoDir = join(box, 'boxkeeper', 'repo');
   const repo = await SnapshotRepo.init(repoDir);
   const logger = createLogger({ level: 'fatal', console: 'none' }).logger;
+  const hashPool = createHashPool(2);
   const make = (overrides: Partial<SnapshotDeps> = {}) =>
     new SnapshotService({
       repo,
       tree: nodeTree,
+      hashPool,
       config: {
         subscribe: [
           join(box, 'icb-box.jar'),

@@ -149,8 +149,8 @@ async function commitBox(t: TestContext): Promise<Box> {
  * ref is written last; a crash after HEAD moved but before the ref is completed by recover().
  */
 const COMMIT_POINTS: Array<{ at: CrashPoint; published: boolean }> = [
-  { at: { call: 'repo.stageObject', nth: 1, when: 'before' }, published: false },
-  { at: { call: 'repo.stageObject', nth: 2, when: 'after' }, published: false },
+  { at: { call: 'hashPool.ingest', nth: 1, when: 'before' }, published: false },
+  { at: { call: 'hashPool.ingest', nth: 1, when: 'after' }, published: false },
   { at: { call: 'repo.publishStaged', nth: 1, when: 'before' }, published: false },
   { at: { call: 'repo.publishStaged', nth: 1, when: 'after' }, published: false },
   { at: { call: 'repo.writeCommit', nth: 1, when: 'temp' }, published: false },

@@ -9,6 +9,7 @@ import { test, type TestContext } from 'node:test';
 import { createLogger } from '../../adapters/logger.ts';
 import { checkMounts, parseFstab, parseMounts, unmountedFor } from '../../adapters/mounts.ts';
 import { SnapshotRepo } from '../../adapters/snapshot-repo.ts';
+import { createHashPool } from '../../adapters/hash-pool.ts';
 import { nodeTree } from '../../adapters/tree.ts';
 import { SnapshotService } from '../../services/snapshots.ts';
 
@@ -36,6 +37,7 @@ function service(
   return new SnapshotService({
     repo,
     tree: nodeTree,
+    hashPool: createHashPool(),
     config: { subscribe: [join(box, 'data')], exclude: [], retain: 3 },
     logger: createLogger({ level: 'fatal', console: 'none' }).logger,
     freeBytes: async (p) => {
