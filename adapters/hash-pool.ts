@@ -1,14 +1,17 @@
-// Hashing (and storing) many files on every core: a pool of worker threads. A worker reads a
-// file once, hashes it and — when the repository lacks that object — writes the staged object
-// from the same bytes, so the stored object always matches its name. Large files are hashed
+// Hashing (and storing) many files on every core: a pool of worker threads. A file is read
+// once: hashed, and — when the repository lacks that object — the staged object is written
+// from the same bytes, so a stored object always matches its name. Large files are hashed
 // streaming and then copied with a copy-on-write clone where the file system supports one.
+// A small batch (an update's few changed files) runs on the calling thread: starting workers
+// would cost more than it saves.
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 
 export interface IngestRequest {
   path: string;
   mode: number;
-  /** The object file this content would have (objects/ab/<hash>-<mode>), minus the hash. */
+  /** objects/ of the repository (objects are objects/ab/<hash>-<mode>). */
   objectsDir: string;
   stagingDir: string;
 }
@@ -26,35 +29,49 @@ export interface HashPool {
   close(): Promise<void>;
 }
 
-// Plain JavaScript: workers are started from source text so the same code runs under tsx and
-// from dist/. Files up to 8 MiB are read whole; larger ones in 4 MiB pieces.
-const WORKER = `
-const { parentPort } = require('node:worker_threads');
+// Plain JavaScript, so the very same code runs in workers (started from source text, under tsx
+// and from dist/ alike) and inline. Files up to 8 MiB are read into one reused buffer.
+const CORE = `
 const fs = require('node:fs');
 const { createHash } = require('node:crypto');
 const { join } = require('node:path');
 const BIG = 8 * 1024 * 1024;
-const buf = Buffer.allocUnsafe(4 * 1024 * 1024);
+let buf;
+function buffer() { return (buf ??= Buffer.allocUnsafe(BIG)); }
 
 function stamp(st) { return st.dev + ':' + st.ino + ':' + st.size + ':' + st.mtimeNs + ':' + st.ctimeNs; }
 
+function readSmall(path) {
+  const fd = fs.openSync(path, 'r');
+  try {
+    const b = buffer();
+    let n = 0;
+    for (;;) {
+      const r = fs.readSync(fd, b, n, b.length - n, null);
+      if (r === 0) return b.subarray(0, n);
+      n += r;
+      if (n === b.length) return null; // grew past the limit while we read: stream it
+    }
+  } finally { fs.closeSync(fd); }
+}
+
 function hashBig(path) {
   const h = createHash('sha256');
+  const b = buffer();
   const fd = fs.openSync(path, 'r');
   try {
     for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      const n = fs.readSync(fd, b, 0, b.length, null);
       if (n === 0) break;
-      h.update(n === buf.length ? buf : buf.subarray(0, n));
+      h.update(b.subarray(0, n));
     }
   } finally { fs.closeSync(fd); }
   return h.digest('hex');
 }
 
 function hashFile(path) {
-  const st = fs.statSync(path);
-  if (st.size > BIG) return hashBig(path);
-  return createHash('sha256').update(fs.readFileSync(path)).digest('hex');
+  const data = fs.statSync(path).size < BIG ? readSmall(path) : null;
+  return data === null ? hashBig(path) : createHash('sha256').update(data).digest('hex');
 }
 
 function writeNew(dest, data) {
@@ -67,14 +84,12 @@ function writeNew(dest, data) {
 
 function ingest(r) {
   const before = fs.lstatSync(r.path, { bigint: true });
-  let hash;
-  let data;
-  if (Number(before.size) > BIG) hash = hashBig(r.path);
-  else { data = fs.readFileSync(r.path); hash = createHash('sha256').update(data).digest('hex'); }
+  const data = Number(before.size) < BIG ? readSmall(r.path) : null;
+  const hash = data === null ? hashBig(r.path) : createHash('sha256').update(data).digest('hex');
   const key = hash + '-' + r.mode.toString(8);
   if (fs.existsSync(join(r.objectsDir, hash.slice(0, 2), key))) return { path: r.path, hash, staged: false };
   const dest = join(r.stagingDir, key);
-  if (data !== undefined) return { path: r.path, hash, staged: writeNew(dest, data) };
+  if (data !== null) return { path: r.path, hash, staged: writeNew(dest, data) };
   if (fs.existsSync(dest)) return { path: r.path, hash, staged: false };
   fs.copyFileSync(r.path, dest, fs.constants.COPYFILE_FICLONE);
   fs.chmodSync(dest, 0o444);
@@ -85,7 +100,10 @@ function ingest(r) {
   }
   return { path: r.path, hash, staged: true };
 }
+`;
 
+const WORKER = `${CORE}
+const { parentPort } = require('node:worker_threads');
 parentPort.on('message', (msg) => {
   try {
     const out = msg.kind === 'hash' ? msg.items.map(hashFile) : msg.items.map(ingest);
@@ -96,33 +114,62 @@ parentPort.on('message', (msg) => {
 });
 `;
 
+interface Core {
+  hashFile(path: string): string;
+  ingest(r: IngestRequest): IngestResult;
+}
+
+// The same source the workers run, evaluated once on this thread.
+// eslint-disable-next-line @typescript-eslint/no-implied-eval
+const makeCore = new Function('require', `${CORE}\nreturn { hashFile, ingest };`) as (
+  req: NodeJS.Require,
+) => Core;
+const inline = makeCore(createRequire(import.meta.url));
+
 const BATCH = 128;
+/** Below this many files the calling thread does the work. */
+const INLINE_MAX = 256;
 
 export function createHashPool(size = Math.max(1, Math.min(4, availableParallelism()))): HashPool {
-  const workers = Array.from({ length: size }, () => new Worker(WORKER, { eval: true }));
+  let workers: Worker[] | undefined;
   let nextId = 0;
   const pending = new Map<
     number,
     { resolve: (v: unknown[]) => void; reject: (e: Error) => void }
   >();
-  for (const w of workers) {
-    w.on('message', (m: { id: number; ok: boolean; out?: unknown[]; error?: string }) => {
-      const p = pending.get(m.id);
-      pending.delete(m.id);
-      if (m.ok) p?.resolve(m.out ?? []);
-      else p?.reject(new Error(m.error));
+
+  function start(): Worker[] {
+    workers ??= Array.from({ length: size }, () => {
+      const w = new Worker(WORKER, {
+        eval: true,
+        resourceLimits: { maxYoungGenerationSizeMb: 16 },
+      });
+      w.on('message', (m: { id: number; ok: boolean; out?: unknown[]; error?: string }) => {
+        const p = pending.get(m.id);
+        pending.delete(m.id);
+        if (m.ok) p?.resolve(m.out ?? []);
+        else p?.reject(new Error(m.error));
+      });
+      w.unref();
+      return w;
     });
-    w.unref();
+    return workers;
   }
 
   async function run<R>(kind: 'hash' | 'ingest', items: unknown[]): Promise<R[]> {
+    if (items.length <= INLINE_MAX) {
+      return kind === 'hash'
+        ? (items.map((p) => inline.hashFile(p as string)) as R[])
+        : (items.map((r) => inline.ingest(r as IngestRequest)) as R[]);
+    }
+    const pool = start();
     // Whole batches, handed to whichever worker is free next: big files do not stall others.
     const batches: unknown[][] = [];
     for (let i = 0; i < items.length; i += BATCH) batches.push(items.slice(i, i + BATCH));
     const results: R[][] = new Array<R[]>(batches.length);
     let next = 0;
     await Promise.all(
-      workers.map(async (w) => {
+      pool.map(async (w) => {
         while (next < batches.length) {
           const b = next++;
           const id = nextId++;
@@ -146,7 +193,8 @@ export function createHashPool(size = Math.max(1, Math.min(4, availableParalleli
     hash: (paths) => run<string>('hash', paths),
     ingest: (requests) => run<IngestResult>('ingest', requests),
     close: async () => {
-      await Promise.all(workers.map((w) => w.terminate()));
+      await Promise.all((workers ?? []).map((w) => w.terminate()));
+      workers = undefined;
     },
   };
 }

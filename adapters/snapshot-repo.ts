@@ -37,7 +37,31 @@ export interface StatCache {
   commit: string;
   /** When the cache was written: files modified in the same clock tick are re-hashed. */
   writtenAtMs: number;
-  entries: Record<string, { stamp: string; hash: string }>;
+  entries: Map<string, { stamp: string; hash: string }>;
+}
+
+// The stat cache is read and written on every commit and rollback: a flat NUL-separated
+// text (paths cannot contain NUL) parses several times faster than JSON keyed by path.
+const CACHE_MAGIC = 'boxkeeper-statcache-1';
+
+function encodeStatCache(c: StatCache): string {
+  const parts: string[] = [CACHE_MAGIC, c.commit, String(c.writtenAtMs)];
+  for (const [path, e] of c.entries) parts.push(path, e.stamp, e.hash);
+  return parts.join('\0');
+}
+
+function decodeStatCache(text: string): StatCache | undefined {
+  const parts = text.split('\0');
+  if (parts[0] !== CACHE_MAGIC || parts.length < 3 || (parts.length - 3) % 3 !== 0)
+    return undefined;
+  const entries = new Map<string, { stamp: string; hash: string }>();
+  for (let i = 3; i < parts.length; i += 3) {
+    entries.set(parts[i] as string, {
+      stamp: parts[i + 1] as string,
+      hash: parts[i + 2] as string,
+    });
+  }
+  return { commit: parts[1] as string, writtenAtMs: Number(parts[2]), entries };
 }
 
 /** What a ref records besides its commit, so listing needs no manifest. */
@@ -347,12 +371,18 @@ export class SnapshotRepo {
 
   // ---- stat cache and journals -----------------------------------------------------------
 
-  readStatCache(): Promise<StatCache | undefined> {
-    return readJson(join(this.dir, 'statcache.json'));
+  /** The stat cache; undefined when absent or unreadable (everything is then re-hashed). */
+  async readStatCache(): Promise<StatCache | undefined> {
+    try {
+      return decodeStatCache(await readFile(join(this.dir, 'statcache'), 'utf8'));
+    } catch (err) {
+      if (isErrnoCode(err, 'ENOENT')) return undefined;
+      throw err;
+    }
   }
 
   writeStatCache(cache: StatCache): Promise<void> {
-    return writeFileAtomic(join(this.dir, 'statcache.json'), JSON.stringify(cache));
+    return writeFileAtomic(join(this.dir, 'statcache'), encodeStatCache(cache));
   }
 
   readRollbackJournal(): Promise<RollbackJournal | undefined> {

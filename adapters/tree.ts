@@ -20,7 +20,7 @@ import {
   type BigIntStats,
 } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { isErrnoCode } from './errors.ts';
 import { tempPathFor } from './fs-atomic.ts';
 
@@ -54,10 +54,6 @@ export interface WalkResult {
 
 const TEMP_MARK = '.bk-tmp-';
 
-export function isTempDebris(path: string): boolean {
-  return basename(path).includes(TEMP_MARK);
-}
-
 function typeOf(st: BigIntStats): StatInfo['type'] {
   if (st.isFile()) return 'file';
   if (st.isDirectory()) return 'dir';
@@ -86,31 +82,33 @@ export function lstatInfo(path: string): StatInfo | undefined {
   }
 }
 
-/** Walks subscribed roots (files or directories), skipping excluded paths. */
-export function walkTree(
-  roots: readonly string[],
-  isExcluded: (path: string) => boolean,
-): WalkResult {
+/**
+ * Walks subscribed roots (files or directories). `excluded` holds exact paths: a walk that
+ * starts at the roots reaches anything under an excluded directory only through it, so an
+ * exact match per child is enough (and costs one hash lookup).
+ */
+export function walkTree(roots: readonly string[], excluded: ReadonlySet<string>): WalkResult {
   const result: WalkResult = { entries: [], missingRoots: [], skipped: [], debris: [] };
   const visit = (path: string, info: StatInfo) => {
-    if (isTempDebris(path)) {
-      result.debris.push(path);
-      return;
-    }
     if (info.type === 'other') {
       result.skipped.push({ path, reason: 'not a regular file, directory or symlink' });
       return;
     }
     result.entries.push({ path, stat: info });
     if (info.type !== 'dir') return;
-    for (const name of readdirSync(path).sort()) {
+    for (const name of readdirSync(path)) {
       const child = join(path, name);
-      if (isExcluded(child)) continue;
+      if (name.includes(TEMP_MARK)) {
+        result.debris.push(child);
+        continue;
+      }
+      if (excluded.has(child)) continue;
       const st = lstatInfo(child);
       if (st !== undefined) visit(child, st);
     }
   };
   for (const root of roots) {
+    if (excluded.has(root)) continue;
     const st = lstatInfo(root);
     if (st === undefined) result.missingRoots.push(root);
     else visit(root, st);

@@ -137,12 +137,22 @@ export class SnapshotService {
     return (this.d.now ?? (() => new Date()))();
   }
 
-  private isExcluded = (path: string): boolean => {
-    const sep = this.d.pathSep;
-    return [...this.d.config.exclude, this.d.repo.dir].some(
-      (x) => path === x || path.startsWith(x + sep),
+  /** Excluded paths (and the repository itself), normalized, for exact-match lookups. */
+  private get excluded(): Set<string> {
+    this.excludedCache ??= new Set(
+      [...this.d.config.exclude, this.d.repo.dir].map((x) => x.replace(/[\\/]+$/, '')),
     );
-  };
+    return this.excludedCache;
+  }
+
+  private excludedCache: Set<string> | undefined;
+
+  /** A root under an excluded directory is not managed (the walk checks children exactly). */
+  private managedRoots(roots: string[]): string[] {
+    const sep = this.d.pathSep;
+    const ex = [...this.excluded];
+    return roots.filter((r) => !ex.some((x) => r === x || r.startsWith(x + sep)));
+  }
 
   /**
    * Finishes what an interrupted run left: staging debris, temp files in the live tree, and a
@@ -184,7 +194,7 @@ export class SnapshotService {
     headCommit: string | undefined,
     mode: 'write' | 'read',
   ) {
-    const walk = this.d.tree.walk(roots, this.isExcluded);
+    const walk = this.d.tree.walk(this.managedRoots(roots), this.excluded);
     // Temp files of an interrupted placement are ours to remove, but only under the lock.
     if (mode === 'write') for (const debris of walk.debris) this.d.tree.removePath(debris);
     for (const s of walk.skipped) this.log.warn(s, 'not managed');
@@ -194,7 +204,7 @@ export class SnapshotService {
     const known = new Map<string, string>();
     for (const e of walk.entries) {
       if (e.stat.type !== 'file') continue;
-      const c = usable?.entries[e.path];
+      const c = usable?.entries.get(e.path);
       if (c !== undefined && c.stamp === e.stat.stamp && e.stat.ctimeMs < trustedBefore) {
         known.set(e.path, c.hash);
       } else {
@@ -379,11 +389,11 @@ export class SnapshotService {
     entries: LiveEntry[],
     hashes: Map<string, string>,
   ): Promise<void> {
-    const cache: StatCache = { commit, writtenAtMs: Date.now(), entries: {} };
+    const cache: StatCache = { commit, writtenAtMs: Date.now(), entries: new Map() };
     for (const e of entries) {
       const hash = hashes.get(e.path);
       if (e.stat.type === 'file' && hash !== undefined)
-        cache.entries[e.path] = { stamp: e.stat.stamp, hash };
+        cache.entries.set(e.path, { stamp: e.stat.stamp, hash });
     }
     await this.d.repo.writeStatCache(cache);
   }
@@ -607,14 +617,19 @@ export class SnapshotService {
     const head = (await this.d.repo.readHead()) ?? null;
     const manifest = head === null ? undefined : await this.d.repo.readCommit(head);
     const objects = [...this.d.repo.objects()];
-    const hashes = await this.d.hashPool.hash(objects.map((o) => o.path));
+    // Objects are re-hashed on the workers while this thread checks the live tree.
+    const hashing = this.d.hashPool.hash(objects.map((o) => o.path));
+    const livePlan = manifest === undefined ? undefined : this.plan(manifest, 'read');
+    const [hashes, p] = await Promise.all([hashing, livePlan]);
     const damaged = objects.filter((o, i) => hashes[i] !== o.hash).map((o) => o.key);
     const present = new Set(objects.map((o) => o.key));
     const missingObjects = new Set<string>();
-    for (const r of await this.d.repo.refs()) {
-      for (const e of (await this.d.repo.readCommit(r.commit)).entries) {
-        const key = e.type === 'file' ? `${e.hash as string}-${e.mode.toString(8)}` : undefined;
-        if (key !== undefined && !present.has(key)) missingObjects.add(key);
+    for (const id of new Set((await this.d.repo.refs()).map((r) => r.commit))) {
+      const m = id === head && manifest !== undefined ? manifest : await this.d.repo.readCommit(id);
+      for (const e of m.entries) {
+        if (e.type !== 'file') continue;
+        const key = `${e.hash as string}-${e.mode.toString(8)}`;
+        if (!present.has(key)) missingObjects.add(key);
       }
     }
     const report: VerifyReport = {
@@ -628,8 +643,7 @@ export class SnapshotService {
       unexpected: [],
       ok: false,
     };
-    if (manifest !== undefined) {
-      const p = await this.plan(manifest, 'read');
+    if (p !== undefined) {
       report.unexpected = p.remove.sort();
       for (const e of [...p.write, ...p.dirs, ...p.chmods]) {
         (p.live.has(e.path) ? report.tampered : report.missing).push(e.path);

@@ -64,7 +64,7 @@ function leaveTemp(a: unknown[]): void {
       meta('HEAD', a[0] as string);
       return;
     case 'repo.writeStatCache':
-      meta('statcache.json', JSON.stringify(a[0]));
+      meta('statcache', 'boxkeeper-statcache-1\0partial');
       return;
     case 'repo.writeRollbackJournal':
       meta('rollback.journal', JSON.stringify(a[0]));

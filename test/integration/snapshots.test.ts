@@ -49,11 +49,9 @@ test('a second commit re-reads only files whose stat changed', async (t) => {
   const first = await f.service.commit();
   assert.equal(first.hashed, 6);
   // Stamps written in the same second as the cache are treated as racy; age the cache.
-  const cache = JSON.parse(await readFile(join(f.repoDir, 'statcache.json'), 'utf8')) as {
-    writtenAtMs: number;
-  };
-  cache.writtenAtMs += 10_000;
-  await writeFile(join(f.repoDir, 'statcache.json'), JSON.stringify(cache));
+  const cache = await f.repo.readStatCache();
+  assert.ok(cache);
+  await f.repo.writeStatCache({ ...cache, writtenAtMs: cache.writtenAtMs + 10_000 });
   await writeFile(join(f.box, 'application.yml'), 'server:\n  port: 9090\n');
   const second = await f.service.commit();
   assert.equal(second.hashed, 1);
