@@ -35,7 +35,7 @@ const CORE = `
 const fs = require('node:fs');
 const { createHash } = require('node:crypto');
 const { join } = require('node:path');
-const BIG = 8 * 1024 * 1024;
+const BIG = 1024 * 1024;
 let buf;
 function buffer() { return (buf ??= Buffer.allocUnsafe(BIG)); }
 
@@ -142,7 +142,7 @@ export function createHashPool(size = Math.max(1, Math.min(4, availableParalleli
     workers ??= Array.from({ length: size }, () => {
       const w = new Worker(WORKER, {
         eval: true,
-        resourceLimits: { maxYoungGenerationSizeMb: 16 },
+        resourceLimits: { maxYoungGenerationSizeMb: 4 },
       });
       w.on('message', (m: { id: number; ok: boolean; out?: unknown[]; error?: string }) => {
         const p = pending.get(m.id);

@@ -209,9 +209,12 @@ export class SnapshotRepo {
   /** Removes what an interrupted commit left in staging. */
   async cleanStaging(): Promise<number> {
     const staging = join(this.dir, 'staging');
-    const names = existsSync(staging) ? readdirSync(staging) : [];
-    await rm(staging, { recursive: true, force: true });
-    await mkdir(staging, { recursive: true });
+    if (!existsSync(staging)) {
+      await mkdir(staging, { recursive: true });
+      return 0;
+    }
+    const names = readdirSync(staging);
+    for (const name of names) await rm(join(staging, name), { recursive: true, force: true });
     return names.length;
   }
 

@@ -181,8 +181,11 @@ export class SnapshotService {
       );
       await this.d.repo.writeRef(refInfo(manifest, head));
     }
-    // An interrupted commit or prune may have left unreachable commits and objects.
-    if (this.d.repo.sweepNeeded()) await this.sweep();
+    // An interrupted commit leaves a commit file no ref names; an interrupted prune or delete
+    // leaves its marker. Either may have left unreachable objects.
+    const named = new Set((await this.d.repo.refs()).map((r) => r.commit));
+    const orphans = this.d.repo.commitIds().some((id) => !named.has(id) && id !== head);
+    if (orphans || this.d.repo.sweepNeeded()) await this.sweep();
   }
 
   // ---- reading the live tree ---------------------------------------------------------------
@@ -304,8 +307,6 @@ export class SnapshotService {
     // Upper bound of new object bytes: every file whose stat changed may be new content.
     const bytes = toHash.reduce((n, e) => n + e.stat.size, 0);
     await this.preflight(bytes, roots, 'commit');
-    // From here an interruption can leave objects no ref reaches: the next run sweeps them.
-    await this.d.repo.markSweepNeeded();
     // Read each changed file once: hash it and, when its object is new, stage it from the
     // same bytes (on every core).
     const ingested = await this.d.hashPool.ingest(
@@ -321,7 +322,6 @@ export class SnapshotService {
       known.set(r.path, r.hash);
       if (r.staged) newObjects++;
     }
-    this.d.repo.publishStaged();
 
     const entries = this.toManifestEntries(walk.entries, known).sort((a, b) =>
       a.path < b.path ? -1 : 1,
@@ -335,7 +335,10 @@ export class SnapshotService {
       roots,
       entries,
     };
+    // The manifest is written before its objects are published: a crash in between leaves a
+    // commit file no ref names, which recover() notices and sweeps with its objects.
     const commit = await this.d.repo.writeCommit(manifest);
+    this.d.repo.publishStaged();
     // The initial marker goes first (a dangling one, from a first commit that never finished,
     // is replaced), then HEAD; the ref is written last and makes the version visible. A crash
     // after HEAD is completed by recover(), which adds the missing ref.
@@ -347,8 +350,6 @@ export class SnapshotService {
     await this.writeCache(commit, walk.entries, known);
     await this.d.repo.writeLastBoot({ bootId, version });
     await this.d.repo.writeRef(refInfo(manifest, commit));
-    // Complete: every object this commit stored is reachable from its ref.
-    await this.d.repo.clearSweepNeeded();
     const pruned = await this.prune();
     this.log.info(
       { version, commit, files: entries.length, hashed: toHash.length, newObjects },
