@@ -140,10 +140,7 @@ export function createHashPool(size = Math.max(1, Math.min(4, availableParalleli
 
   function start(): Worker[] {
     workers ??= Array.from({ length: size }, () => {
-      const w = new Worker(WORKER, {
-        eval: true,
-        resourceLimits: { maxYoungGenerationSizeMb: 4 },
-      });
+      const w = new Worker(WORKER, { eval: true });
       w.on('message', (m: { id: number; ok: boolean; out?: unknown[]; error?: string }) => {
         const p = pending.get(m.id);
         pending.delete(m.id);

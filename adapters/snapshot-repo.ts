@@ -74,6 +74,17 @@ export interface RefInfo {
   bytes: number;
 }
 
+function refInfoOf(m: Manifest, commit: string): RefInfo {
+  return {
+    version: m.version,
+    commit,
+    time: m.time,
+    subject: m.subject,
+    files: m.entries.filter((e) => e.type === 'file').length,
+    bytes: m.entries.reduce((n, e) => n + (e.size ?? 0), 0),
+  };
+}
+
 export interface RollbackJournal {
   target: string;
   version: string;
@@ -288,15 +299,7 @@ export class SnapshotRepo {
     }
     if (/^[0-9a-f]{64}$/.test(text)) {
       // A bare commit id: fill the listing fields from the manifest.
-      const m = await this.readCommit(text);
-      return {
-        version,
-        commit: text,
-        time: m.time,
-        subject: m.subject,
-        files: m.entries.filter((e) => e.type === 'file').length,
-        bytes: m.entries.reduce((n, e) => n + (e.size ?? 0), 0),
-      };
+      return refInfoOf(await this.readCommit(text), text);
     }
     return { ...(JSON.parse(text) as Omit<RefInfo, 'version'>), version };
   }
@@ -316,8 +319,9 @@ export class SnapshotRepo {
     return (await this.readRefInfo(version))?.commit;
   }
 
-  async writeRef(info: RefInfo): Promise<void> {
-    const { version, ...rest } = info;
+  /** Names `commit` by its manifest's version, with what a listing shows. */
+  async writeRef(manifest: Manifest, commit: string): Promise<void> {
+    const { version, ...rest } = refInfoOf(manifest, commit);
     await writeFileAtomic(join(this.dir, 'refs', version), JSON.stringify(rest));
   }
 

@@ -7,7 +7,6 @@ import type { Logger } from '../adapters/logger.ts';
 import {
   type Manifest,
   type ManifestEntry,
-  type RefInfo,
   type SnapshotRepo,
   type StatCache,
 } from '../adapters/snapshot-repo.ts';
@@ -100,17 +99,6 @@ const SPACE_MARGIN = 64 * 1024 * 1024;
 /** Files changed this close to the stat cache's write time are re-hashed (racy stamps). */
 const RACY_MS = 2000;
 
-function refInfo(m: Manifest, commit: string): RefInfo {
-  return {
-    version: m.version,
-    commit,
-    time: m.time,
-    subject: m.subject,
-    files: m.entries.filter((e) => e.type === 'file').length,
-    bytes: m.entries.reduce((n, e) => n + (e.size ?? 0), 0),
-  };
-}
-
 function byPath(entries: ManifestEntry[]): Map<string, ManifestEntry> {
   return new Map(entries.map((e) => [e.path, e]));
 }
@@ -179,7 +167,7 @@ export class SnapshotService {
         { version: manifest.version },
         'completing a commit that was interrupted before its ref was written',
       );
-      await this.d.repo.writeRef(refInfo(manifest, head));
+      await this.d.repo.writeRef(manifest, head);
     }
     // An interrupted commit leaves a commit file no ref names; an interrupted prune or delete
     // leaves its marker. Either may have left unreachable objects.
@@ -349,7 +337,7 @@ export class SnapshotService {
     await this.d.repo.writeHead(commit);
     await this.writeCache(commit, walk.entries, known);
     await this.d.repo.writeLastBoot({ bootId, version });
-    await this.d.repo.writeRef(refInfo(manifest, commit));
+    await this.d.repo.writeRef(manifest, commit);
     const pruned = await this.prune();
     this.log.info(
       { version, commit, files: entries.length, hashed: toHash.length, newObjects },

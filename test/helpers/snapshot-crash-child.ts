@@ -55,10 +55,7 @@ function leaveTemp(a: unknown[]): void {
       return;
     }
     case 'repo.writeRef':
-      {
-        const { version, ...rest } = a[0] as { version: string };
-        meta(join('refs', version), JSON.stringify(rest));
-      }
+      meta(join('refs', (a[0] as { version: string }).version), '{"partial":');
       return;
     case 'repo.writeHead':
       meta('HEAD', a[0] as string);
