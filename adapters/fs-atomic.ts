@@ -2,7 +2,7 @@
 // A reader therefore sees either the old or the new contents, never a torn file, and after the
 // call returns the new contents survive a power cut.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isErrnoCode } from './errors.ts';
 
@@ -69,20 +69,4 @@ export async function writeFileAtomic(
     throw err;
   }
   await fsyncDir(dir);
-}
-
-/** Removes temp files a crashed writer left beside `path` (any writer, any pid). */
-export async function removeStaleTemps(path: string): Promise<string[]> {
-  const dir = dirname(path);
-  const prefix = `.${basename(path)}${TEMP_MARK}`;
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (err) {
-    if (isErrnoCode(err, 'ENOENT')) return [];
-    throw err;
-  }
-  const stale = names.filter((n) => n.startsWith(prefix));
-  await Promise.all(stale.map((n) => rm(join(dir, n), { force: true })));
-  return stale.map((n) => join(dir, n));
 }

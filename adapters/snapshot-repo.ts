@@ -154,14 +154,6 @@ export class SnapshotRepo {
     return existsSync(this.objectPath(hash, mode));
   }
 
-  /** Copies a live file into staging; `publishStaged` moves staged objects in. */
-  stageObject(source: string, hash: string, mode: number): string {
-    const staged = join(this.dir, 'staging', objectKey(hash, mode));
-    cloneFile(source, staged);
-    chmodSync(staged, 0o444);
-    return staged;
-  }
-
   get objectsDir(): string {
     return join(this.dir, 'objects');
   }
