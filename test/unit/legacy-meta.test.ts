@@ -9,7 +9,7 @@ const PYTHON_META =
 test('a Python-era patch.meta is read with its phase and per-version statuses', () => {
   const r = parseLegacyPatchMeta(PYTHON_META);
   assert.equal(r.kind, 'python');
-  assert.deepEqual(r.kind === 'python' ? r.meta : undefined, {
+  assert.deepEqual(r.meta, {
     phase: 'PENDING',
     list: [
       {
@@ -36,13 +36,13 @@ test('the fork’s jsonpickle format is recognised and refused with the reason',
   });
   const r = parseLegacyPatchMeta(fork);
   assert.equal(r.kind, 'fork');
-  assert.match(r.kind === 'fork' ? r.reason : '', /jsonpickle object graph/);
+  assert.match(r.reason, /jsonpickle object graph/);
 });
 
 test('corrupt or incomplete files list what is wrong', () => {
   const truncated = parseLegacyPatchMeta(PYTHON_META.slice(0, 60));
   assert.equal(truncated.kind, 'invalid');
-  assert.match(truncated.kind === 'invalid' ? (truncated.problems[0] ?? '') : '', /not JSON/);
+  assert.match(truncated.problems[0] ?? '', /not JSON/);
   const bad = parseLegacyPatchMeta(
     JSON.stringify({
       state: 12,
@@ -53,7 +53,7 @@ test('corrupt or incomplete files list what is wrong', () => {
     }),
   );
   assert.equal(bad.kind, 'invalid');
-  const problems = bad.kind === 'invalid' ? bad.problems.join('\n') : '';
+  const problems = bad.problems.join('\n');
   assert.match(problems, /state: a PatchCyclePhase number 0–9/);
   assert.match(problems, /list\.0\.status: a PatchStatus number 0–4/);
   assert.match(problems, /list\.0\.version_code/);
