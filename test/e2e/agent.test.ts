@@ -18,23 +18,9 @@ import {
   type Daemon,
   type E2E,
   type LogLine,
+  HEARTBEAT_KEYS,
 } from '../helpers/cli.ts';
 
-const HEARTBEAT_KEYS = [
-  'version',
-  'host_ip',
-  'callbox_ip',
-  'app_key',
-  'access_id',
-  'access_secret',
-  'Freeswitch',
-  'Reg_callbox',
-  'Reg_numconvert',
-  'Java',
-  'cpu',
-  'mem',
-  'media_storage',
-];
 const STRING_KEYS = [
   'version',
   'host_ip',

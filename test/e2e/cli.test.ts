@@ -8,24 +8,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { API_PREFIX } from '../../fixtures/cloud-sim/server.ts';
 import type { AgentStatus } from '../../services/agent.ts';
-import { runCli, setupE2E, type CliResult, type E2E } from '../helpers/cli.ts';
+import { HEARTBEAT_KEYS, runCli, setupE2E, type CliResult, type E2E } from '../helpers/cli.ts';
 
 const COMMANDS = ['run', 'status', 'heartbeat', 'token'];
-const HEARTBEAT_KEYS = [
-  'version',
-  'host_ip',
-  'callbox_ip',
-  'app_key',
-  'access_id',
-  'access_secret',
-  'Freeswitch',
-  'Reg_callbox',
-  'Reg_numconvert',
-  'Java',
-  'cpu',
-  'mem',
-  'media_storage',
-];
 
 const show = (r: CliResult): string =>
   `exit ${String(r.code)}${r.timedOut ? ' (timed out)' : ''}\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`;

@@ -347,3 +347,20 @@ export function alive(pid: number): boolean {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/** The heartbeat items in order, as §2 of the reference lists them (the spec, not the code). */
+export const HEARTBEAT_KEYS = [
+  'version',
+  'host_ip',
+  'callbox_ip',
+  'app_key',
+  'access_id',
+  'access_secret',
+  'Freeswitch',
+  'Reg_callbox',
+  'Reg_numconvert',
+  'Java',
+  'cpu',
+  'mem',
+  'media_storage',
+];
