@@ -59,6 +59,12 @@ function cpuTimes(): { idle: number; total: number } {
   return { idle, total };
 }
 
+/** Bytes available to this user on the file system holding `path`. */
+export async function freeBytes(path: string): Promise<number> {
+  const s = await statfs(path);
+  return s.bavail * s.bsize;
+}
+
 export function createSystemInfo(platform: NodeJS.Platform, processes: ProcessControl): SystemInfo {
   let previous = { idle: 0, total: 0 };
   return {
@@ -72,10 +78,7 @@ export function createSystemInfo(platform: NodeJS.Platform, processes: ProcessCo
     memPercent() {
       return Math.round((1000 * (totalmem() - freemem())) / totalmem()) / 10;
     },
-    async freeDiskBytes(path) {
-      const s = await statfs(path);
-      return s.bavail * s.bsize;
-    },
+    freeDiskBytes: freeBytes,
     async hostIp() {
       let ip: string | undefined;
       if (platform === 'linux') {

@@ -4,11 +4,11 @@
 // and prints one JSON line (CaseOutput) on stdout. The repository and service are built with
 // the real adapters, as cli/commands/snapshot.ts does (hash pool of default size); mounts and
 // boot id are stubbed.
-import { statfs } from 'node:fs/promises';
 import { sep } from 'node:path';
 import { createHashPool, type HashPool } from '../adapters/hash-pool.ts';
 import { createLogger } from '../adapters/logger.ts';
 import { SnapshotRepo } from '../adapters/snapshot-repo.ts';
+import { freeBytes } from '../adapters/system.ts';
 import { nodeTree } from '../adapters/tree.ts';
 import { SnapshotService } from '../services/snapshots.ts';
 
@@ -43,10 +43,7 @@ async function run(args: CaseArgs, pool: HashPool): Promise<CaseOutput['result']
     hashPool: pool,
     config: { subscribe: [args.tree], exclude: [], retain: 3 },
     logger,
-    freeBytes: async (p) => {
-      const s = await statfs(p);
-      return s.bavail * s.bsize;
-    },
+    freeBytes,
     checkMounts: () => Promise.resolve([]),
     bootId: () => Promise.resolve('bench'),
     defaultVersionName: () => 'bench',

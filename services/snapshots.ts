@@ -7,6 +7,7 @@ import type { Logger } from '../adapters/logger.ts';
 import {
   type Manifest,
   type ManifestEntry,
+  type RefInfo,
   type SnapshotRepo,
   type StatCache,
 } from '../adapters/snapshot-repo.ts';
@@ -59,16 +60,8 @@ export interface CommitResult {
   pruned: string[];
 }
 
-export interface VersionInfo {
-  version: string;
-  commit: string;
-  time: string;
-  subject: string;
-  files: number;
-  bytes: number;
-  initial: boolean;
-  current: boolean;
-}
+/** A kept version as listed: its ref plus whether it is the initial or current one. */
+export type VersionInfo = RefInfo & { initial: boolean; current: boolean };
 
 export interface DiffResult {
   added: string[];

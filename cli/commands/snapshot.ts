@@ -1,10 +1,10 @@
-import { readFile, statfs } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { ExitCode, UsageError } from '../../adapters/errors.ts';
 import { acquireInstanceLock, type InstanceLock } from '../../adapters/instance-lock.ts';
 import { checkMounts } from '../../adapters/mounts.ts';
 import { SnapshotRepo } from '../../adapters/snapshot-repo.ts';
-import { bootId } from '../../adapters/system.ts';
+import { bootId, freeBytes } from '../../adapters/system.ts';
 import { createHashPool } from '../../adapters/hash-pool.ts';
 import { nodeTree } from '../../adapters/tree.ts';
 import { loadBoxConfig } from '../../services/box-config.ts';
@@ -50,10 +50,7 @@ function service(
     hashPool: createHashPool(),
     config: snapshotConfig(paths, settings),
     logger: ctx.log.logger,
-    freeBytes: async (p) => {
-      const s = await statfs(p);
-      return s.bavail * s.bsize;
-    },
+    freeBytes,
     checkMounts: (p) => checkMounts(p, settings.platform),
     bootId: () => bootId(settings.platform),
     defaultVersionName: () => `${version}-${stamp(new Date())}`,

@@ -4,12 +4,12 @@
 // blocks, no flushing: what a power cut or the OOM killer leaves). Usage:
 //   node --import tsx snapshot-crash-child.ts '<CrashChildArgs as JSON>'
 import { readFileSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
-import { statfs } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { tempPathFor } from '../../adapters/fs-atomic.ts';
 import { createHashPool } from '../../adapters/hash-pool.ts';
 import { createLogger } from '../../adapters/logger.ts';
 import { SnapshotRepo } from '../../adapters/snapshot-repo.ts';
+import { freeBytes } from '../../adapters/system.ts';
 import { hashText, nodeTree } from '../../adapters/tree.ts';
 import { SnapshotService } from '../../services/snapshots.ts';
 import { crashMarker, type CrashChildArgs } from './snapshot-crash.ts';
@@ -101,10 +101,7 @@ const service = new SnapshotService({
   hashPool: faulty('hashPool', createHashPool(2)),
   config: args.config,
   logger,
-  freeBytes: async (p) => {
-    const s = await statfs(p);
-    return s.bavail * s.bsize;
-  },
+  freeBytes,
   checkMounts: () => Promise.resolve([]),
   bootId: () => Promise.resolve('boot-crash-child'),
   defaultVersionName: () => `auto-${Date.now()}`,

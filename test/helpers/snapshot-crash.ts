@@ -61,21 +61,6 @@ export function crashMarker(p: CrashPoint): string {
   return `CRASH AT ${crashLabel(p)}\n`;
 }
 
-/** The managed paths of the fixture box of `test/helpers/snapshots.ts`. */
-export function boxConfig(box: string, retain: number): SnapshotConfig {
-  return {
-    subscribe: [
-      join(box, 'icb-box.jar'),
-      join(box, 'application.yml'),
-      join(box, 'conf'),
-      join(box, 'data'),
-      join(box, 'DOS'),
-    ],
-    exclude: [join(box, 'logs')],
-    retain,
-  };
-}
-
 /** Runs the crash child (current source through tsx) and waits for it to end. */
 export function runCrashChild(args: CrashChildArgs): Promise<ChildOutcome> {
   const env: NodeJS.ProcessEnv = { ...process.env };

@@ -11,12 +11,12 @@ import {
   lstat,
   readlink,
 } from 'node:fs/promises';
-import { statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, sep } from 'node:path';
 import { createLogger } from '../../adapters/logger.ts';
 import { SnapshotRepo } from '../../adapters/snapshot-repo.ts';
 import { createHashPool } from '../../adapters/hash-pool.ts';
+import { freeBytes } from '../../adapters/system.ts';
 import { nodeTree } from '../../adapters/tree.ts';
 import {
   SnapshotService,
@@ -35,6 +35,15 @@ export interface SnapshotFixture {
 }
 
 let counter = 0;
+
+/** The managed paths of the fixture box below. */
+export function boxConfig(box: string, retain: number): SnapshotConfig {
+  return {
+    subscribe: ['icb-box.jar', 'application.yml', 'conf', 'data', 'DOS'].map((p) => join(box, p)),
+    exclude: [join(box, 'logs')],
+    retain,
+  };
+}
 
 /** A small box-like tree: app dir with a jar, yml, conf/, data/, DOS/ and a symlink. */
 export async function createSnapshotFixture(
@@ -64,23 +73,9 @@ export async function createSnapshotFixture(
       repo,
       tree: nodeTree,
       hashPool,
-      config: {
-        subscribe: [
-          join(box, 'icb-box.jar'),
-          join(box, 'application.yml'),
-          join(box, 'conf'),
-          join(box, 'data'),
-          join(box, 'DOS'),
-        ],
-        exclude: [join(box, 'logs')],
-        retain: 3,
-        ...config,
-      },
+      config: { ...boxConfig(box, 3), ...config },
       logger,
-      freeBytes: async (p) => {
-        const s = await statfs(p);
-        return s.bavail * s.bsize;
-      },
+      freeBytes,
       checkMounts: () => Promise.resolve([]),
       bootId: () => Promise.resolve('boot-1'),
       defaultVersionName: () => `V1.7-${++counter}`,

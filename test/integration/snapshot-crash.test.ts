@@ -8,7 +8,6 @@ import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import type { SnapshotService } from '../../services/snapshots.ts';
 import {
-  boxConfig,
   crashLabel,
   crashMarker,
   runCrashChild,
@@ -16,7 +15,12 @@ import {
   type CrashOp,
   type CrashPoint,
 } from '../helpers/snapshot-crash.ts';
-import { createSnapshotFixture, treeState, type SnapshotFixture } from '../helpers/snapshots.ts';
+import {
+  createSnapshotFixture,
+  treeState,
+  type SnapshotFixture,
+  boxConfig,
+} from '../helpers/snapshots.ts';
 
 const SKIP = ['boxkeeper', 'logs'];
 /** Tests of a suite run side by side: most of a test's time is its child starting up. */

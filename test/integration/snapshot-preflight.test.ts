@@ -2,7 +2,7 @@
 // that really are (not) mounted. Mounting needs root on Linux; elsewhere these tests skip.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, writeFile, statfs, readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, sep } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -10,6 +10,7 @@ import { createLogger } from '../../adapters/logger.ts';
 import { checkMounts, parseFstab, parseMounts, unmountedFor } from '../../adapters/mounts.ts';
 import { SnapshotRepo } from '../../adapters/snapshot-repo.ts';
 import { createHashPool } from '../../adapters/hash-pool.ts';
+import { freeBytes } from '../../adapters/system.ts';
 import { nodeTree } from '../../adapters/tree.ts';
 import { SnapshotService } from '../../services/snapshots.ts';
 
@@ -40,10 +41,7 @@ function service(
     hashPool: createHashPool(),
     config: { subscribe: [join(box, 'data')], exclude: [], retain: 3 },
     logger: createLogger({ level: 'fatal', console: 'none' }).logger,
-    freeBytes: async (p) => {
-      const s = await statfs(p);
-      return s.bavail * s.bsize;
-    },
+    freeBytes,
     checkMounts: checkMountsFn,
     bootId: () => Promise.resolve('b'),
     defaultVersionName: () => `v${Date.now()}`,
