@@ -129,3 +129,61 @@ export function editDistance(a: string, b: string): number {
   }
   return prev[b.length] as number;
 }
+
+/** What one physical line of an INI file is, by the same rules as {@link parseIni}. */
+export type IniLineInfo =
+  | { kind: 'blank' | 'comment' | 'invalid'; section: string | undefined }
+  | { kind: 'section'; section: string }
+  | {
+      kind: 'entry';
+      section: string;
+      key: string;
+      /** Offsets in the line of the value as parseIni reads it (inline comment excluded). */
+      valueStart: number;
+      valueEnd: number;
+    }
+  | { kind: 'continuation'; section: string; key: string };
+
+/**
+ * Classifies each line (as split by /\r?\n/, BOM removed) the way {@link parseIni} reads it, for
+ * editors that change single values and must leave every other byte alone.
+ */
+export function scanIniLines(lines: readonly string[]): IniLineInfo[] {
+  const out: IniLineInfo[] = [];
+  let section: string | undefined;
+  let lastKey: string | undefined;
+  for (const raw of lines) {
+    const trimmed = raw.trim();
+    if (trimmed === '' || trimmed.startsWith(';') || trimmed.startsWith('#')) {
+      if (trimmed === '') lastKey = undefined;
+      out.push({ kind: trimmed === '' ? 'blank' : 'comment', section });
+      continue;
+    }
+    const header = SECTION.exec(raw);
+    if (header !== null) {
+      section = (header[1] as string).trim();
+      lastKey = undefined;
+      out.push({ kind: 'section', section });
+      continue;
+    }
+    if (trimmed.startsWith('[')) {
+      out.push({ kind: 'invalid', section });
+      continue;
+    }
+    if (/^\s/.test(raw) && lastKey !== undefined && section !== undefined) {
+      out.push({ kind: 'continuation', section, key: lastKey });
+      continue;
+    }
+    const entry = ENTRY.exec(raw);
+    if (entry === null || section === undefined) {
+      out.push({ kind: 'invalid', section });
+      continue;
+    }
+    const rest = entry[2] as string;
+    const valueStart = raw.length - rest.length;
+    const valueEnd = valueStart + stripInlineComment(rest).length;
+    lastKey = (entry[1] as string).trim();
+    out.push({ kind: 'entry', section, key: lastKey, valueStart, valueEnd });
+  }
+  return out;
+}

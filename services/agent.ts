@@ -4,12 +4,14 @@
 import { join } from 'node:path';
 import type { BoxAppApi } from '../adapters/box-app.ts';
 import type { CloudApi } from '../adapters/cloud-client.ts';
-import { errorMessage } from '../adapters/errors.ts';
+import { errorMessage, ServiceError } from '../adapters/errors.ts';
 import type { Files } from '../adapters/files.ts';
 import type { FreeswitchCli } from '../adapters/freeswitch.ts';
 import type { Logger } from '../adapters/logger.ts';
 import type { ProcessControl } from '../adapters/processes.ts';
 import type { SystemInfo } from '../adapters/system.ts';
+import type { UpdateEngine, UpdateStatus } from './update-engine.ts';
+import type { ServiceControl } from './update-effects.ts';
 import { loadBoxConfig, type BoxConfig } from './box-config.ts';
 import { HeartbeatLoop, type HeartbeatOutcome } from './heartbeat.ts';
 import type { Settings } from './settings.ts';
@@ -32,6 +34,17 @@ export interface AgentStatus {
   debugMode: boolean;
   services: Partial<Record<'java' | 'freeswitch', ServiceState>>;
   heartbeat: { sent: number; failed: number; last: HeartbeatOutcome | null };
+  /** The update lifecycle (null when this process runs no update engine). */
+  update: UpdateStatus | null;
+  /** The local control channel of this daemon (`boxkeeper check` etc. use it). */
+  control: { url: string } | null;
+}
+
+export interface AgentStartOptions {
+  /** The update state has the services down: supervise them, but keep them stopped. */
+  holdServices?: boolean;
+  /** Run heartbeats (off for in-process operator commands). */
+  heartbeat?: boolean;
 }
 
 export interface AgentDeps {
@@ -73,7 +86,77 @@ export class Agent {
       debugMode: deps.settings.general.debugMode,
       services: {},
       heartbeat: { sent: 0, failed: 0, last: null },
+      update: null,
+      control: null,
     };
+  }
+
+  /** Shows the update engine's state in status.json. */
+  attachUpdates(engine: UpdateEngine): void {
+    engine.onChange((u) => {
+      this.status.update = u;
+      this.saveStatus();
+    });
+  }
+
+  setControl(control: { url: string } | null): void {
+    this.status.control = control;
+    this.saveStatus();
+  }
+
+  /** configuration.ini changed (an install or a rollback): read it again now. */
+  async refreshBoxConfig(): Promise<void> {
+    await this.reloadBoxConfig();
+    this.saveStatus();
+  }
+
+  /**
+   * The installer's handle on the services. With supervision off the services are still
+   * stopped and started for an install, by supervisors that exist only for that.
+   */
+  readonly serviceControl: ServiceControl = {
+    stopAll: async () => {
+      if (this.supervisors.length === 0) this.createSupervisors({ held: true });
+      const timeout = this.deps.settings.supervise.stopTimeoutMs + 15_000;
+      await Promise.all(this.supervisors.map((s) => s.stopAndHold(timeout)));
+    },
+    startAll: async (deadline, settleMs) => {
+      if (this.supervisors.length === 0) this.createSupervisors({ held: false });
+      for (const s of this.supervisors) s.resume();
+      const left = Math.max(1, deadline - Date.now());
+      const up = await Promise.all(this.supervisors.map((s) => s.waitFor(['running'], left)));
+      // Ready is not enough: a build that dies right after start must fail the gate too.
+      const until = Date.now() + settleMs;
+      while (Date.now() < until) {
+        await new Promise((r) => setTimeout(r, Math.min(200, settleMs)));
+        for (const [i, s] of this.supervisors.entries()) {
+          const now = s.state();
+          if (now.status !== 'running' || now.pid !== up[i]?.pid) {
+            throw new ServiceError(
+              now.name,
+              `stopped running within ${settleMs} ms of the update (${now.status}${now.lastError === null ? '' : `: ${now.lastError}`})`,
+            );
+          }
+        }
+      }
+      if (!this.deps.settings.supervise.enabled) this.dropSupervisors();
+    },
+    releaseAll: () => {
+      for (const s of this.supervisors) s.resume();
+      if (!this.deps.settings.supervise.enabled) this.dropSupervisors();
+    },
+    isRunning: async (name) => {
+      const sup = this.supervisor(name);
+      if (sup !== undefined) return sup.state().status === 'running';
+      this.specs ??= this.buildSpecs();
+      const spec = this.specs[name];
+      return (await this.deps.processes.list()).some((p) => spec.matches(p));
+    },
+  };
+
+  private dropSupervisors(): void {
+    for (const s of this.supervisors) s.detach();
+    this.supervisors.length = 0;
   }
 
   /** The configuration.ini values the cloud client signs and authenticates with. */
@@ -107,24 +190,10 @@ export class Agent {
       );
   }
 
-  start(): void {
-    const { settings, logger, processes } = this.deps;
-    const s = settings.supervise;
-    const supervisorDeps = {
-      processes,
-      logger,
-      intervalMs: s.intervalMs,
-      readyTimeoutMs: s.readyTimeoutMs,
-      stopTimeoutMs: s.stopTimeoutMs,
-      policy: {
-        backoffInitialMs: s.backoffInitialMs,
-        backoffMaxMs: s.backoffMaxMs,
-        crashLoopStarts: s.crashLoopStarts,
-        crashLoopWindowMs: s.crashLoopWindowMs,
-        crashLoopRetryMs: s.crashLoopRetryMs,
-        stableAfterMs: Math.max(s.crashLoopWindowMs / 2, s.readyTimeoutMs),
-      },
-    };
+  private specs: ReturnType<Agent['buildSpecs']> | undefined;
+
+  private buildSpecs() {
+    const { settings, processes } = this.deps;
     const java = javaService({
       javaDir: settings.paths.java,
       jar: settings.paths.jar,
@@ -145,21 +214,56 @@ export class Agent {
       cli: this.deps.fsCli,
       logFile: join(settings.paths.logs, 'freeswitch-console.log'),
     });
-    if (s.enabled) {
-      for (const spec of [freeswitch, java]) {
-        const sup = new ServiceSupervisor(spec, supervisorDeps);
-        sup.onChange((state) => {
-          this.status.services[state.name] = state;
-          this.saveStatus();
-        });
-        this.supervisors.push(sup);
-        sup.start();
-      }
+    return { java, freeswitch };
+  }
+
+  private createSupervisors(options: { held: boolean }): void {
+    const { settings, logger, processes } = this.deps;
+    const s = settings.supervise;
+    this.specs ??= this.buildSpecs();
+    const supervisorDeps = {
+      processes,
+      logger,
+      intervalMs: s.intervalMs,
+      readyTimeoutMs: s.readyTimeoutMs,
+      stopTimeoutMs: s.stopTimeoutMs,
+      policy: {
+        backoffInitialMs: s.backoffInitialMs,
+        backoffMaxMs: s.backoffMaxMs,
+        crashLoopStarts: s.crashLoopStarts,
+        crashLoopWindowMs: s.crashLoopWindowMs,
+        crashLoopRetryMs: s.crashLoopRetryMs,
+        stableAfterMs: Math.max(s.crashLoopWindowMs / 2, s.readyTimeoutMs),
+      },
+    };
+    const { java, freeswitch } = this.specs;
+    for (const spec of [freeswitch, java]) {
+      const sup = new ServiceSupervisor(spec, supervisorDeps);
+      sup.onChange((state) => {
+        this.status.services[state.name] = state;
+        this.saveStatus();
+      });
+      this.supervisors.push(sup);
+      if (options.held) sup.startHeld();
+      else sup.start();
+    }
+  }
+
+  start(options: AgentStartOptions = {}): void {
+    const { settings, logger, processes } = this.deps;
+    this.specs ??= this.buildSpecs();
+    const { java, freeswitch } = this.specs;
+    if (settings.supervise.enabled) {
+      if (options.holdServices === true)
+        logger.warn('an update has the services down: they stay stopped until it continues');
+      this.createSupervisors({ held: options.holdServices === true });
     } else {
       logger.warn('service supervision is off ([supervise] enabled = off)');
     }
 
-    if (settings.general.debugMode) {
+    if (options.heartbeat === false) {
+      // An operator command running the update in-process: no heartbeats of its own.
+    } else if (settings.general.debugMode) {
       logger.warn(
         'debug_mode is on: no automatic heartbeats (as the original tool); use "boxkeeper heartbeat"',
       );

@@ -57,6 +57,7 @@ export class DurableStore {
   /** The first write that contained each actor. */
   private readonly firstSeq = new WeakMap<AnyActorRef, number>();
   private waiters: Waiter[] = [];
+  private scheduled = false;
 
   constructor(options: DurableStoreOptions) {
     this.o = options;
@@ -71,8 +72,18 @@ export class DurableStore {
   /** Pass to `createActor(machine, { inspect: store.inspect })`. */
   readonly inspect = (event: InspectionEvent): void => {
     if (event.type !== '@xstate.snapshot' || this.closed || this.root === undefined) return;
-    this.record();
+    // One write per synchronous burst: a child's change and the parent's reaction to it (an
+    // event it sent) land in the same snapshot, never one without the other.
+    if (this.scheduled) return;
+    this.scheduled = true;
+    queueMicrotask(() => this.recordScheduled());
   };
+
+  private recordScheduled(): void {
+    if (!this.scheduled) return;
+    this.scheduled = false;
+    this.record();
+  }
 
   /** Binds the store to the system's root actor; call before `start()`. */
   attach(root: AnyActorRef): void {
@@ -150,6 +161,7 @@ export class DurableStore {
 
   /** Waits for every queued write. */
   async flush(): Promise<void> {
+    this.recordScheduled();
     await this.chain;
     if (this.failed !== undefined) throw this.failed;
   }

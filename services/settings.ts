@@ -62,6 +62,15 @@ export interface Settings {
   };
   cloud: { timeoutMs: number; retries: number; tokenRefreshMarginMs: number };
   snapshot: { repo: string; config: string; retain: number };
+  update: {
+    enabled: boolean;
+    checkJitterMs: number;
+    healthTimeoutMs: number;
+    healthSettleMs: number;
+    callsRetryMs: number;
+    retryDelayMs: number;
+    maxFailedInstalls: number;
+  };
 }
 
 // ---- field kinds: each a zod schema from the raw string, plus how to say what was expected ----
@@ -184,6 +193,13 @@ export const FIELDS: readonly Field[] = [
   { section: 'snapshot', key: 'repo', kind: 'path', default: '\\boxkeeper\\repo' },
   { section: 'snapshot', key: 'config', kind: 'path', default: '\\boxkeeper\\snapshot.json' },
   { section: 'snapshot', key: 'retain', kind: 'count', default: '3' },
+  { section: 'update', key: 'enabled', kind: 'bool', default: 'on' },
+  { section: 'update', key: 'check_jitter', kind: 'secondsOrZero', default: '300' },
+  { section: 'update', key: 'health_timeout', kind: 'seconds', default: '300' },
+  { section: 'update', key: 'health_settle', kind: 'secondsOrZero', default: '30' },
+  { section: 'update', key: 'calls_retry', kind: 'seconds', default: '300' },
+  { section: 'update', key: 'retry_delay', kind: 'seconds', default: '60' },
+  { section: 'update', key: 'max_failed_installs', kind: 'count', default: '3' },
 ];
 
 export const REGISTRY_KEY = 'HKLM\\SOFTWARE\\Ect888\\Qthz';
@@ -443,6 +459,15 @@ export async function loadSettings(file: string, deps: SettingsDeps): Promise<Lo
         repo: p('snapshot.repo'),
         config: p('snapshot.config'),
         retain: g('snapshot', 'retain'),
+      },
+      update: {
+        enabled: g('update', 'enabled'),
+        checkJitterMs: g('update', 'check_jitter'),
+        healthTimeoutMs: g('update', 'health_timeout'),
+        healthSettleMs: g('update', 'health_settle'),
+        callsRetryMs: g('update', 'calls_retry'),
+        retryDelayMs: g('update', 'retry_delay'),
+        maxFailedInstalls: g('update', 'max_failed_installs'),
       },
     },
   };

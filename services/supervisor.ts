@@ -175,6 +175,12 @@ export class ServiceSupervisor {
     this.actor.start();
   }
 
+  /** Starts supervising in the intentional `stopped` state (a running process is stopped). */
+  startHeld(): void {
+    this.actor.start();
+    this.actor.send({ type: 'STOP' });
+  }
+
   state(): ServiceState {
     const snap = this.actor.getSnapshot();
     return {

@@ -4,6 +4,7 @@ import { runCommand } from './run.ts';
 import { snapshotCommand } from './snapshot.ts';
 import { statusCommand } from './status.ts';
 import { tokenCommand } from './token.ts';
+import { updateCommands } from './update-ops.ts';
 
 export interface CommandOption {
   type: 'string' | 'boolean';
@@ -27,8 +28,12 @@ export interface Command {
 }
 
 export const commands: Record<string, Command> = Object.fromEntries(
-  [runCommand, statusCommand, heartbeatCommand, tokenCommand, snapshotCommand].map((c) => [
-    c.name,
-    c,
-  ]),
+  [
+    runCommand,
+    statusCommand,
+    heartbeatCommand,
+    tokenCommand,
+    snapshotCommand,
+    ...updateCommands,
+  ].map((c) => [c.name, c]),
 );

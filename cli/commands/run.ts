@@ -3,7 +3,11 @@ import { ExitCode } from '../../adapters/errors.ts';
 import { acquireInstanceLock } from '../../adapters/instance-lock.ts';
 import { Agent } from '../../services/agent.ts';
 import { loadBoxConfig, readAppPort } from '../../services/box-config.ts';
+import { errorMessage } from '../../adapters/errors.ts';
+import { platformRegistry } from '../../adapters/registry.ts';
+import { loadSettings } from '../../services/settings.ts';
 import { cloudFor, fsCliFor, loadContext, realWorld, settingsOption } from '../context.ts';
+import { createUpdateRuntime, serveControl, updatePolicy, type UpdateRuntime } from '../updates.ts';
 import type { Command } from './index.ts';
 
 export const runCommand: Command = {
@@ -29,6 +33,7 @@ export const runCommand: Command = {
       // The cloud client signs with whatever configuration.ini the agent last read.
       const current = { agent: undefined as Agent | undefined };
       const cloud = cloudFor(ctx, () => current.agent?.boxConfig ?? boxConfig);
+      const boxApp = realWorld.boxApp(port);
       const agent = new Agent({
         settings,
         logger: log.logger,
@@ -37,16 +42,43 @@ export const runCommand: Command = {
         cloud,
         fsCli: fsCliFor(settings),
         system: realWorld.system,
-        boxApp: realWorld.boxApp(port),
+        boxApp,
         boxConfig,
       });
       current.agent = agent;
-      agent.start();
+      let updates: UpdateRuntime | undefined;
+      let control: { close(): Promise<void> } | undefined;
+      if (settings.update.enabled) {
+        updates = await createUpdateRuntime(ctx, agent, cloud, boxApp, (err) => {
+          // Fail-stop: nothing more can be made durable; the next start resumes from the file.
+          log.logger.fatal({ err: errorMessage(err) }, 'update state cannot be saved; exiting');
+          process.exit(1);
+        });
+        agent.start({ holdServices: updates.engine.servicesMustStayDown() });
+        updates.engine.start();
+        const engine = updates.engine;
+        const server = await serveControl(settings, engine, async () => {
+          await agent.refreshBoxConfig();
+          const fresh = await loadSettings(settings.file, {
+            readFile: realWorld.files.readFile,
+            registry: platformRegistry(settings.platform),
+            platform: settings.platform,
+          });
+          return updatePolicy(fresh.settings);
+        });
+        control = server;
+        agent.setControl({ url: server.info.url });
+      } else {
+        log.logger.warn('the update cycle is off ([update] enabled = off)');
+        agent.start();
+      }
       const signal = await new Promise<NodeJS.Signals>((resolve) => {
         process.once('SIGINT', () => resolve('SIGINT'));
         process.once('SIGTERM', () => resolve('SIGTERM'));
       });
       log.logger.info({ signal }, 'stopping (box services keep running)');
+      await control?.close();
+      await updates?.close();
       await agent.stop();
     } finally {
       await lock.release();

@@ -1,75 +1,14 @@
-import { readFile } from 'node:fs/promises';
-import { join, sep } from 'node:path';
+import { join } from 'node:path';
 import { ExitCode, UsageError } from '../../adapters/errors.ts';
 import { acquireInstanceLock, type InstanceLock } from '../../adapters/instance-lock.ts';
-import { checkMounts } from '../../adapters/mounts.ts';
 import { SnapshotRepo } from '../../adapters/snapshot-repo.ts';
-import { bootId, freeBytes } from '../../adapters/system.ts';
-import { createHashPool } from '../../adapters/hash-pool.ts';
-import { nodeTree } from '../../adapters/tree.ts';
-import { loadBoxConfig } from '../../services/box-config.ts';
-import {
-  defaultSnapshotPaths,
-  parseSnapshotPaths,
-  snapshotConfig,
-  type SnapshotPaths,
-} from '../../services/snapshot-config.ts';
-import { SnapshotError, SnapshotService } from '../../services/snapshots.ts';
-import type { Settings } from '../../services/settings.ts';
-import { loadContext, realWorld, settingsOption, type Context } from '../context.ts';
+import { defaultSnapshotPaths, type SnapshotPaths } from '../../services/snapshot-config.ts';
+import { SnapshotError } from '../../services/snapshots.ts';
+import { loadContext, realWorld, settingsOption } from '../context.ts';
+import { boxVersion, loadPaths, service } from '../snapshot-wiring.ts';
 import type { Command } from './index.ts';
 
 const WRITERS = new Set(['init', 'commit', 'rollback', 'delete', 'prune', 'repair']);
-
-/** 20261122T183000 (UTC), sortable and safe in a version name. */
-function stamp(d: Date): string {
-  return d
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, '');
-}
-
-async function boxVersion(settings: Settings): Promise<string> {
-  try {
-    return (await loadBoxConfig(settings.paths.config, realWorld.files.readFile)).version;
-  } catch {
-    return 'box';
-  }
-}
-
-function service(
-  ctx: Context,
-  repo: SnapshotRepo,
-  paths: SnapshotPaths,
-  version: string,
-): SnapshotService {
-  const { settings } = ctx;
-  return new SnapshotService({
-    repo,
-    tree: nodeTree,
-    hashPool: createHashPool(),
-    config: snapshotConfig(paths, settings),
-    logger: ctx.log.logger,
-    freeBytes,
-    checkMounts: (p) => checkMounts(p, settings.platform),
-    bootId: () => bootId(settings.platform),
-    defaultVersionName: () => `${version}-${stamp(new Date())}`,
-    pathSep: sep,
-  });
-}
-
-async function loadPaths(settings: Settings): Promise<SnapshotPaths> {
-  const file = settings.snapshot.config;
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch {
-    throw new SnapshotError(
-      `no snapshot configuration at ${file}; run "boxkeeper snapshot init" first`,
-    );
-  }
-  return parseSnapshotPaths(file, text);
-}
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 

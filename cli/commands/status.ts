@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { ExitCode } from '../../adapters/errors.ts';
 import { ownerAlive, readLockOwner } from '../../adapters/instance-lock.ts';
 import { statusPath, type AgentStatus } from '../../services/agent.ts';
+import type { Settings } from '../../services/settings.ts';
+import { describe, type UpdateStatus } from '../../services/update-engine.ts';
 import { loadContext, realWorld, settingsOption } from '../context.ts';
 import type { Command } from './index.ts';
 
@@ -10,6 +12,45 @@ function ago(iso: string | undefined): string {
   if (iso === undefined) return 'never';
   const s = Math.round((Date.now() - Date.parse(iso)) / 1000);
   return s < 120 ? `${s}s ago` : `${Math.round(s / 60)}m ago`;
+}
+
+/** The update state from patch.meta itself (no daemon, or one without an update engine). */
+async function updateFromMeta(
+  settings: Settings,
+): Promise<UpdateStatus | { error: string } | null> {
+  let text: string;
+  try {
+    text = await readFile(settings.paths.patchMeta, 'utf8');
+  } catch {
+    return null;
+  }
+  try {
+    const env = JSON.parse(text) as { seq?: number; snapshot?: Parameters<typeof describe>[0] };
+    if (env.snapshot === undefined)
+      return {
+        error: `${settings.paths.patchMeta}: not boxkeeper's format (imported at the next start)`,
+      };
+    return describe(env.snapshot, env.seq ?? 0);
+  } catch (err) {
+    return { error: `${settings.paths.patchMeta}: unreadable (${(err as Error).message})` };
+  }
+}
+
+function updateLines(u: UpdateStatus | { error: string } | null): string[] {
+  if (u === null) return ['update:     no update state yet'];
+  if ('error' in u) return [`update:     ${u.error}`];
+  const lines = [`update:     ${u.state} (phase ${u.phaseNumber} ${u.phase})`];
+  for (const v of u.versions) {
+    const p = v.progress === undefined ? '' : ` ${v.progress.done}/${v.progress.total} chunks`;
+    lines.push(
+      `  ${v.versionNum.padEnd(10)} ${v.status}${p}${v.lastError === null ? '' : ` — ${v.lastError}`}`,
+    );
+  }
+  if (u.pausedTasks !== null) lines.push(`  paused tasks: ${u.pausedTasks.join(', ') || '(none)'}`);
+  if (u.nextCheckAt !== null) lines.push(`  next check: ${u.nextCheckAt}`);
+  if (u.lastResult !== null) lines.push(`  last result: ${u.lastResult}`);
+  if (u.lastError !== null) lines.push(`  last error: ${u.lastError}`);
+  return lines;
 }
 
 export const statusCommand: Command = {
@@ -29,9 +70,11 @@ export const statusCommand: Command = {
       (text) => JSON.parse(text) as AgentStatus,
       () => null,
     );
+    const update =
+      running && status?.update != null ? status.update : await updateFromMeta(settings);
     if (args.values.json === true) {
       process.stdout.write(
-        `${JSON.stringify({ running, pid: running ? owner?.pid : null, box: settings.paths.boxRoot, status })}\n`,
+        `${JSON.stringify({ running, pid: running ? owner?.pid : null, box: settings.paths.boxRoot, status, update })}\n`,
       );
       return ExitCode.ok;
     }
@@ -52,6 +95,7 @@ export const statusCommand: Command = {
         `heartbeat:  ${hb.sent} sent, ${hb.failed} failed; last ${hb.last === null ? 'never' : `${ago(hb.last.at)} ${hb.last.ok ? 'ok' : `FAILED: ${hb.last.error ?? ''}`}`}`,
       );
     }
+    lines.push(...updateLines(update));
     process.stdout.write(`${lines.join('\n')}\n`);
     return ExitCode.ok;
   },

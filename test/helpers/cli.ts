@@ -36,6 +36,8 @@ export const FAST_SETTINGS: Record<string, Record<string, string>> = {
     crash_loop_retry: '0',
   },
   cloud: { timeout: '1', retries: '1' },
+  // Tests of the update cycle turn it on; others count cloud requests exactly.
+  update: { enabled: 'off' },
 };
 
 export const sleep = (ms: number): Promise<void> => new Promise((ok) => setTimeout(ok, ms));

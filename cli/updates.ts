@@ -1,0 +1,138 @@
+// Wiring of the update lifecycle: real effects, the engine, the trace file, the control channel.
+import { join } from 'node:path';
+import type { BoxAppApi } from '../adapters/box-app.ts';
+import type { CloudApi } from '../adapters/cloud-client.ts';
+import { startControlServer, type ControlServer } from '../adapters/control.ts';
+import { errorMessage } from '../adapters/errors.ts';
+import { nodePatchFs } from '../adapters/patch-fs.ts';
+import { sqliteAdapter } from '../adapters/sqlite.ts';
+import { openTraceFile } from '../adapters/trace-file.ts';
+import { extractZipSafely } from '../adapters/zip.ts';
+import type { UpdateEvent, UpdatePolicy } from '../machines/update.machine.ts';
+import { AGENT_VERSION, type Agent } from '../services/agent.ts';
+import type { Settings } from '../services/settings.ts';
+import type { SnapshotService } from '../services/snapshots.ts';
+import { listUnfinishedTasks } from '../services/tasks.ts';
+import { BoxUpdateEffects } from '../services/update-effects.ts';
+import { UpdateEngine } from '../services/update-engine.ts';
+import { fsCliFor, type Context } from './context.ts';
+import { updaterSnapshots } from './snapshot-wiring.ts';
+
+export function updatePolicy(settings: Settings): UpdatePolicy {
+  const u = settings.update;
+  return {
+    checkIntervalMs: settings.timer.versionCheckMs,
+    checkJitterMs: u.checkJitterMs,
+    healthTimeoutMs: u.healthTimeoutMs,
+    callsRetryMs: u.callsRetryMs,
+    retryDelayMs: u.retryDelayMs,
+    maxFailedInstalls: u.maxFailedInstalls,
+  };
+}
+
+export function controlFile(settings: Settings): string {
+  return join(settings.paths.agentData, 'control.json');
+}
+
+export interface UpdateRuntime {
+  engine: UpdateEngine;
+  tracePath: string;
+  close(): Promise<void>;
+}
+
+/** Builds the engine for `agent` (whose supervisors it stops and starts) and loads patch.meta. */
+export async function createUpdateRuntime(
+  ctx: Context,
+  agent: Agent,
+  cloud: CloudApi,
+  boxApp: BoxAppApi,
+  onFatal: (err: unknown) => void,
+): Promise<UpdateRuntime> {
+  const { settings } = ctx;
+  const logger = ctx.log.logger.child({ component: 'update' });
+  let snapshots: { service: SnapshotService; close: () => Promise<void> } | undefined;
+  const trace = openTraceFile(join(settings.paths.agentData, 'traces'), 'update');
+  const engineRef: { engine?: UpdateEngine } = {};
+  const effects = new BoxUpdateEffects({
+    settings,
+    cloud,
+    fs: nodePatchFs,
+    sqlite: sqliteAdapter,
+    extractZip: (zip, dest) => extractZipSafely(zip, dest),
+    snapshots: async () => {
+      snapshots ??= await updaterSnapshots(ctx);
+      return snapshots.service;
+    },
+    services: agent.serviceControl,
+    unfinishedTasks: async () =>
+      (
+        await listUnfinishedTasks({
+          boxApp,
+          sqlite: sqliteAdapter,
+          dbPath: () => join(settings.paths.data, agent.boxConfig.dbFileName),
+          logger,
+        })
+      ).tasks,
+    fsCli: fsCliFor(settings),
+    logger,
+    onProgress: (code, done, total) => engineRef.engine?.reportProgress(code, done, total),
+    configChanged: () => {
+      agent.refreshBoxConfig().catch((err: unknown) => {
+        logger.warn({ err: errorMessage(err) }, 'cannot reload configuration.ini');
+      });
+    },
+    agentVersion: AGENT_VERSION,
+  });
+  const engine = new UpdateEngine({
+    metaPath: settings.paths.patchMeta,
+    metaFiles: { fs: nodePatchFs, now: () => new Date() },
+    policy: updatePolicy(settings),
+    effects,
+    logger,
+    trace,
+    onFatal,
+  });
+  engineRef.engine = engine;
+  await engine.load();
+  agent.attachUpdates(engine);
+  return {
+    engine,
+    tracePath: trace.path,
+    async close() {
+      await engine.stop();
+      await snapshots?.close();
+    },
+  };
+}
+
+const EVENTS: Record<string, UpdateEvent['type']> = {
+  check: 'CHECK',
+  install: 'INSTALL',
+  rollback: 'ROLLBACK',
+  'clear-cache': 'CLEAR_CACHE',
+};
+
+/** The daemon's side of `boxkeeper check|install|rollback|clear-cache|reload-config`. */
+export function serveControl(
+  settings: Settings,
+  engine: UpdateEngine,
+  reloadPolicy: () => Promise<UpdatePolicy>,
+): Promise<ControlServer> {
+  return startControlServer(controlFile(settings), async (method, path, body) => {
+    if (method === 'GET' && path === '/status') return { status: 200, body: engine.status() };
+    if (method === 'POST' && path === '/command') {
+      const name = (body as { command?: unknown } | null)?.command;
+      if (name === 'reload-config') {
+        const policy = await reloadPolicy();
+        engine.send({ type: 'RELOAD_CONFIG', policy });
+        return { status: 200, body: { accepted: true, status: engine.status() } };
+      }
+      const type = typeof name === 'string' ? EVENTS[name] : undefined;
+      if (type === undefined)
+        return { status: 400, body: { error: `unknown command ${String(name)}` } };
+      const accepted = engine.send({ type } as UpdateEvent);
+      return { status: accepted ? 200 : 409, body: { accepted, status: engine.status() } };
+    }
+    return { status: 404, body: { error: `no ${method} ${path}` } };
+  });
+}

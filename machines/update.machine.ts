@@ -1,0 +1,1009 @@
+// The update cycle: check → download → (wait for the operator if optional) → install → done,
+// and rollback to the pre-update snapshot on any failure before COMPLETE. Each state carries
+// the Python tool's PatchCyclePhase number (`phaseOf`), so status output and patch.meta readers
+// can show it. One version of the update is one spawned `patch` child (see patch.machine.ts);
+// the `versions` list mirrors their statuses for guards and status output.
+//
+// Rules that make it resumable (docs/lifecycle.md):
+// - every effect is an invoke with an explicit id and a string src, input derived from context;
+// - no IO and no clock in actions: effects report when they finished (`at`), and every wait is
+//   a deadline in context that a `waitUntil` effect sleeps towards (no `after`: not restored);
+// - no dead ends: every state either runs an effect, waits for a deadline, or is final-free
+//   and reachable by the timer.
+import { assign, enqueueActions, fromPromise, setup, type ActorRefFrom } from 'xstate';
+import {
+  errorText,
+  eventTime,
+  patchMachine,
+  type PatchInfo,
+  type PatchReport,
+  type Timed,
+} from './patch.machine.ts';
+import type { PatchStatusName, PhaseName } from './phases.ts';
+
+export type TaskNo = string | number;
+
+export interface UpdatePolicy {
+  checkIntervalMs: number;
+  /** The check is delayed by up to this much, spread by the check time (no thundering herd). */
+  checkJitterMs: number;
+  /** How long the services may take to be ready after an update before it is rolled back. */
+  healthTimeoutMs: number;
+  /** Wait after finding active calls before trying the install again. */
+  callsRetryMs: number;
+  /** Wait before retrying a step that must not be given up (resume tasks, rollback). */
+  retryDelayMs: number;
+  /** A mandatory update that failed this many times waits for an operator. */
+  maxFailedInstalls: number;
+}
+
+export interface VersionEntry extends PatchInfo {
+  /** The spawned child's id. */
+  id: string;
+  status: PatchStatusName;
+  /** The agent build this version carries (self-update), once applied. */
+  agentBuild: string | null;
+}
+
+export type Job = 'install' | 'revert';
+
+export interface UpdateContext {
+  policy: UpdatePolicy;
+  /** Last upgradeMark (-1: never checked). */
+  mark: number;
+  versions: VersionEntry[];
+  /** Failed cycles left before the list is dropped and asked for again (the original's 5). */
+  retries: number;
+  nextCheckAt: number;
+  /** Deadline of the current retry wait (active calls, resume, rollback). */
+  waitUntil: number;
+  /** The operator asked to install: install as soon as the download completes. */
+  installRequested: boolean;
+  job: Job | null;
+  /** Exactly the tasks boxkeeper paused (and only those are resumed); null: none. */
+  pausedTasks: TaskNo[] | null;
+  /** Snapshot version taken before this install (rollback target). */
+  backup: string | null;
+  /** The pre-update snapshot of the last completed update (`boxkeeper rollback`). */
+  lastBackup: string | null;
+  /** Counts install attempts; names the backup so a re-run after a crash is idempotent. */
+  installId: number;
+  healthDeadline: number;
+  failedInstalls: number;
+  rollbackAttempts: number;
+  lastError: string | null;
+  lastResult: string | null;
+  /** How this run of the machine began: imported from the Python tool, or a recovery. */
+  startup: { imported: PhaseName | null; recover: string | null };
+}
+
+export interface UpdateInput {
+  policy: UpdatePolicy;
+  /** Imported from a Python-era patch.meta: where to start. */
+  imported?: {
+    phase: PhaseName;
+    versions: Array<PatchInfo & { status: PatchStatusName }>;
+    retries: number;
+    mark: number;
+  };
+  /** patch.meta was unusable: reconcile from the box before anything else. */
+  recover?: string;
+}
+
+export type UpdateEvent =
+  | { type: 'CHECK' }
+  | { type: 'INSTALL' }
+  | { type: 'ROLLBACK' }
+  | { type: 'CLEAR_CACHE' }
+  | { type: 'RELOAD_CONFIG'; policy: UpdatePolicy }
+  /** Sent by the self-updater once the new agent build is in place (or it gave up). */
+  | { type: 'SELF_UPDATE.SWAPPED' }
+  | { type: 'SELF_UPDATE.FAILED'; error: string }
+  | PatchReport;
+
+// ---- effect contracts (implemented in services/update-effects.ts) ---------------------------
+
+export interface CheckOutput extends Timed {
+  upgradeMark: number;
+  upgradeList: PatchInfo[];
+}
+export interface TasksOutput extends Timed {
+  tasks: TaskNo[];
+}
+export interface CallsOutput extends Timed {
+  active: number;
+}
+export interface BackupOutput extends Timed {
+  version: string;
+}
+export interface ReconcileOutput extends Timed {
+  /** A pre-update snapshot that must be restored (an install was interrupted), or null. */
+  backup: string | null;
+  note: string;
+}
+
+const effect = <O extends Timed, I>() =>
+  fromPromise<O, I>(() => Promise.reject(new Error('effect not provided')));
+
+export const UPDATE_MACHINE_VERSION = '1';
+const RETRIES = 5;
+
+function jitter(at: number, policy: UpdatePolicy): number {
+  if (policy.checkJitterMs <= 0) return 0;
+  // Spread by the check time: pure, and different on every box and every hour.
+  return Math.abs(Math.imul(Math.floor(at / 1000), 2654435761) | 0) % policy.checkJitterMs;
+}
+
+function nextCheck(at: number, policy: UpdatePolicy): number {
+  return at + policy.checkIntervalMs + jitter(at, policy);
+}
+
+const ready = (s: PatchStatusName) => s === 'DOWNLOADED' || s === 'REVERTED' || s === 'INSTALLED';
+
+function sameList(versions: VersionEntry[], list: PatchInfo[]): boolean {
+  return (
+    versions.length === list.length &&
+    versions.every(
+      (v, i) => v.versionCode === list[i]?.versionCode && v.fileMd5 === list[i].fileMd5,
+    )
+  );
+}
+
+export function childId(versionCode: string): string {
+  return `patch:${versionCode}`;
+}
+
+function entries(list: Array<PatchInfo & { status?: PatchStatusName }>): VersionEntry[] {
+  return list.map((p) => ({
+    versionCode: p.versionCode,
+    versionNum: p.versionNum,
+    fileMd5: p.fileMd5,
+    remark: p.remark,
+    argumentConfigMap: p.argumentConfigMap,
+    id: childId(p.versionCode),
+    status: p.status ?? 'PENDING',
+    agentBuild: null,
+  }));
+}
+
+function withStatus(
+  versions: VersionEntry[],
+  versionCode: string,
+  status: PatchStatusName,
+): VersionEntry[] {
+  return versions.map((v) => (v.versionCode === versionCode ? { ...v, status } : v));
+}
+
+function backupName(context: UpdateContext): string {
+  const target = context.versions[context.versions.length - 1]?.versionNum ?? 'update';
+  return `pre-${target}.${context.installId}`.replace(/[^A-Za-z0-9._-]/g, '_');
+}
+
+export const updateMachine = setup({
+  types: {
+    context: {} as UpdateContext,
+    events: {} as UpdateEvent,
+    input: {} as UpdateInput,
+  },
+  actors: {
+    patch: patchMachine,
+    waitUntil: effect<Timed, { until: number }>(),
+    checkVersion: effect<CheckOutput, Record<string, never>>(),
+    listTasks: effect<TasksOutput, Record<string, never>>(),
+    pauseTasks: effect<Timed, { tasks: TaskNo[] }>(),
+    resumeTasks: effect<Timed, { tasks: TaskNo[] }>(),
+    checkCalls: effect<CallsOutput, Record<string, never>>(),
+    stopServices: effect<Timed, Record<string, never>>(),
+    backup: effect<BackupOutput, { name: string; subject: string }>(),
+    finalizeConfig: effect<Timed, Record<string, never>>(),
+    startServices: effect<Timed, { deadline: number }>(),
+    releaseServices: effect<Timed, Record<string, never>>(),
+    handOver: effect<Timed, { versionNum: string; agentBuild: string }>(),
+    confirmSelfUpdate: effect<Timed, { versionNum: string }>(),
+    commitSnapshot: effect<BackupOutput, { version: string; subject: string }>(),
+    rollbackSnapshot: effect<Timed, { version: string }>(),
+    clearCache: effect<Timed, Record<string, never>>(),
+    reconcile: effect<ReconcileOutput, { reason: string }>(),
+  },
+  guards: {
+    allReady: ({ context }) =>
+      context.versions.length > 0 && context.versions.every((v) => ready(v.status)),
+    incompleteDownloads: ({ context }) =>
+      context.versions.length > 0 && !context.versions.every((v) => ready(v.status)),
+    hasVersions: ({ context }) => context.versions.length > 0,
+    installNow: ({ context }) =>
+      context.installRequested ||
+      (context.mark === 2 && context.failedInstalls < context.policy.maxFailedInstalls),
+    hasLastBackup: ({ context }) => context.lastBackup !== null,
+    hasBackup: ({ context }) => context.backup !== null,
+    isRevert: ({ context }) => context.job === 'revert',
+    hasPausedTasks: ({ context }) => (context.pausedTasks ?? []).length > 0,
+    canRetryRollback: ({ context }) => context.rollbackAttempts < 3,
+    selfUpdate: ({ context }) => context.versions.some((v) => v.agentBuild !== null),
+  },
+  actions: {
+    downloadNext: enqueueActions(({ context, enqueue }) => {
+      const next = context.versions.find((v) => v.status === 'PENDING');
+      if (next !== undefined) {
+        enqueue.assign({ versions: withStatus(context.versions, next.versionCode, 'DOWNLOADING') });
+        enqueue.sendTo(next.id, { type: 'DOWNLOAD' });
+      }
+    }),
+    applyNext: enqueueActions(({ context, enqueue }) => {
+      const next = context.versions.find(
+        (v) => v.status === 'DOWNLOADED' || v.status === 'REVERTED',
+      );
+      if (next !== undefined) enqueue.sendTo(next.id, { type: 'APPLY' });
+    }),
+    revertAll: enqueueActions(({ context, enqueue }) => {
+      for (const v of context.versions) {
+        if (v.status === 'PENDING' || v.status === 'DOWNLOADING') continue;
+        enqueue.sendTo(v.id, { type: 'REVERT' });
+      }
+      enqueue.assign({
+        versions: context.versions.map((v) =>
+          v.status === 'PENDING' || v.status === 'DOWNLOADING'
+            ? v
+            : { ...v, status: 'REVERTED' as const, agentBuild: null },
+        ),
+      });
+    }),
+    // A failed check or download. The 6th failed cycle in a row drops the list: the next
+    // cycle asks the cloud again (as the original).
+    failCycle: enqueueActions(({ context, enqueue }, params: { at: number; error: string }) => {
+      const retries = context.retries - 1;
+      const nextCheckAt = nextCheck(params.at, context.policy);
+      if (retries >= 0) {
+        enqueue.assign({ retries, lastError: params.error, nextCheckAt });
+        return;
+      }
+      for (const v of context.versions) enqueue.stopChild(v.id);
+      enqueue.assign({
+        retries: RETRIES,
+        versions: [],
+        installRequested: false,
+        lastError: `${params.error} (6th failed cycle: the update list is dropped)`,
+        nextCheckAt,
+      });
+    }),
+    completeInstall: enqueueActions(({ context, enqueue }) => {
+      for (const v of context.versions) enqueue.stopChild(v.id);
+      enqueue.assign({
+        lastResult: `installed ${context.versions.map((v) => v.versionNum).join(', ')}`,
+        versions: [],
+        lastBackup: context.backup,
+        backup: null,
+        job: null,
+        pausedTasks: null,
+        failedInstalls: 0,
+        retries: RETRIES,
+        installRequested: false,
+        lastError: null,
+      });
+    }),
+    dropVersions: enqueueActions(({ context, enqueue }) => {
+      for (const v of context.versions) enqueue.stopChild(v.id);
+      enqueue.assign({ versions: [], installRequested: false });
+    }),
+    spawnVersions: enqueueActions(({ context, enqueue }) => {
+      for (const v of context.versions) {
+        enqueue.spawnChild('patch', {
+          id: v.id,
+          input: {
+            versionCode: v.versionCode,
+            versionNum: v.versionNum,
+            fileMd5: v.fileMd5,
+            remark: v.remark,
+            argumentConfigMap: v.argumentConfigMap,
+            status: v.status,
+          },
+        });
+      }
+    }),
+  },
+}).createMachine({
+  id: 'update',
+  version: UPDATE_MACHINE_VERSION,
+  context: ({ input }) => ({
+    policy: input.policy,
+    mark: input.imported?.mark ?? -1,
+    versions: entries(input.imported?.versions ?? []),
+    retries: input.imported?.retries ?? RETRIES,
+    nextCheckAt: 0,
+    waitUntil: 0,
+    installRequested: false,
+    job: null,
+    pausedTasks: null,
+    backup: null,
+    lastBackup: null,
+    installId: 0,
+    healthDeadline: 0,
+    failedInstalls: 0,
+    rollbackAttempts: 0,
+    lastError: input.recover ?? null,
+    lastResult: null,
+    startup: { imported: input.imported?.phase ?? null, recover: input.recover ?? null },
+  }),
+  initial: 'boot',
+  on: {
+    RELOAD_CONFIG: { actions: assign({ policy: ({ event }) => event.policy }) },
+  },
+  states: {
+    // Routes a fresh start, an import from the Python tool's patch.meta, or a recovery.
+    boot: {
+      entry: 'spawnVersions',
+      always: [
+        { guard: ({ context }) => context.startup.recover !== null, target: 'reconciling' },
+        { guard: ({ context }) => context.startup.imported === null, target: 'idle' },
+        {
+          guard: ({ context }) =>
+            ['PENDING', 'ROLLEDBACK'].includes(context.startup.imported ?? ''),
+          target: 'routing',
+        },
+        {
+          // The Python tool was in the middle of an install: install again from the top
+          // (a fresh backup first); versions it recorded as INSTALLED are not applied again.
+          guard: ({ context }) =>
+            [
+              'BACKUP_CREATED',
+              'FILES_UPDATED',
+              'SELF_UPDATE_PENDING',
+              'SELF_UPDATE_COMPLETE',
+            ].includes(context.startup.imported ?? ''),
+          target: 'installing',
+          actions: assign({ job: 'install', installId: ({ context }) => context.installId + 1 }),
+        },
+        { guard: 'incompleteDownloads', target: 'downloading' },
+        { target: 'idle' },
+      ],
+    },
+    // patch.meta was unreadable or failed validation: work out from the box what to do.
+    reconciling: {
+      invoke: {
+        id: 'reconcile',
+        src: 'reconcile',
+        input: ({ context }) => ({ reason: context.lastError ?? 'unknown' }),
+        onDone: [
+          {
+            guard: ({ event }) => event.output.backup !== null,
+            target: 'rollingBack',
+            actions: assign({
+              backup: ({ event }) => event.output.backup,
+              job: 'install',
+              lastError: ({ context, event }) => `${context.lastError ?? ''}; ${event.output.note}`,
+            }),
+          },
+          {
+            target: 'idle',
+            actions: assign({
+              lastError: ({ context, event }) => `${context.lastError ?? ''}; ${event.output.note}`,
+            }),
+          },
+        ],
+        onError: {
+          target: 'idle',
+          actions: assign({
+            lastError: ({ event }) => `reconcile failed: ${errorText(event.error)}`,
+          }),
+        },
+      },
+    },
+    idle: {
+      invoke: {
+        id: 'waitForCheck',
+        src: 'waitUntil',
+        input: ({ context }) => ({ until: context.nextCheckAt }),
+        onDone: [{ guard: 'incompleteDownloads', target: 'downloading' }, { target: 'checking' }],
+      },
+      on: {
+        CHECK: 'checking',
+        INSTALL: { actions: assign({ installRequested: true }) },
+        CLEAR_CACHE: 'clearingCache',
+        ROLLBACK: {
+          guard: 'hasLastBackup',
+          target: 'installing',
+          actions: assign({
+            job: 'revert',
+            backup: ({ context }) => context.lastBackup,
+            installId: ({ context }) => context.installId + 1,
+          }),
+        },
+      },
+    },
+    checking: {
+      invoke: {
+        id: 'checkVersion',
+        src: 'checkVersion',
+        input: {},
+        onDone: [
+          {
+            guard: ({ event }) =>
+              event.output.upgradeMark === 0 || event.output.upgradeList.length === 0,
+            target: 'idle',
+            actions: [
+              'dropVersions',
+              assign({
+                mark: ({ event }) => event.output.upgradeMark,
+                lastError: null,
+                failedInstalls: 0,
+                nextCheckAt: ({ context, event }) => nextCheck(event.output.at, context.policy),
+              }),
+            ],
+          },
+          {
+            guard: ({ context, event }) => sameList(context.versions, event.output.upgradeList),
+            target: 'routing',
+            actions: assign({
+              mark: ({ event }) => event.output.upgradeMark,
+              nextCheckAt: ({ context, event }) => nextCheck(event.output.at, context.policy),
+            }),
+          },
+          {
+            // A new list supersedes what was waiting (e.g. a newer mandatory update).
+            target: 'routing',
+            actions: [
+              'dropVersions',
+              assign({
+                mark: ({ event }) => event.output.upgradeMark,
+                versions: ({ event }) => entries(event.output.upgradeList),
+                failedInstalls: 0,
+                lastError: null,
+                nextCheckAt: ({ context, event }) => nextCheck(event.output.at, context.policy),
+              }),
+              'spawnVersions',
+            ],
+          },
+        ],
+        onError: {
+          target: 'routingAfterFailure',
+          actions: {
+            type: 'failCycle',
+            params: ({ event }) => ({
+              at: eventTime(event),
+              error: `version check: ${errorText(event.error)}`,
+            }),
+          },
+        },
+      },
+    },
+    // After a failed check: keep waiting for an install if one is ready, else idle.
+    routingAfterFailure: {
+      always: [{ guard: 'allReady', target: 'awaitingInstall' }, { target: 'idle' }],
+    },
+    routing: {
+      always: [
+        { guard: 'incompleteDownloads', target: 'downloading' },
+        {
+          guard: 'installNow',
+          target: 'installing',
+          actions: assign({ job: 'install', installId: ({ context }) => context.installId + 1 }),
+        },
+        { guard: 'allReady', target: 'awaitingInstall' },
+        { target: 'idle' },
+      ],
+    },
+    downloading: {
+      entry: 'downloadNext',
+      on: {
+        'PATCH.DOWNLOADED': [
+          {
+            guard: ({ context, event }) =>
+              withStatus(context.versions, event.versionCode, 'DOWNLOADED').every((v) =>
+                ready(v.status),
+              ),
+            target: 'routing',
+            actions: assign({
+              versions: ({ context, event }) =>
+                withStatus(context.versions, event.versionCode, 'DOWNLOADED'),
+              retries: RETRIES,
+              lastError: null,
+            }),
+          },
+          {
+            actions: [
+              assign({
+                versions: ({ context, event }) =>
+                  withStatus(context.versions, event.versionCode, 'DOWNLOADED'),
+              }),
+              'downloadNext',
+            ],
+          },
+        ],
+        'PATCH.DOWNLOAD_FAILED': {
+          target: 'idle',
+          actions: [
+            assign({
+              versions: ({ context, event }) =>
+                withStatus(context.versions, event.versionCode, 'PENDING'),
+            }),
+            {
+              type: 'failCycle',
+              params: ({ event }) => ({
+                at: event.at,
+                error: `download of ${event.versionCode}: ${event.error}`,
+              }),
+            },
+          ],
+        },
+        CHECK: {},
+        INSTALL: { actions: assign({ installRequested: true }) },
+      },
+    },
+    // An optional update is downloaded; the timer keeps checking (a newer list supersedes it).
+    awaitingInstall: {
+      invoke: {
+        id: 'waitForCheck',
+        src: 'waitUntil',
+        input: ({ context }) => ({ until: context.nextCheckAt }),
+        onDone: 'checking',
+      },
+      on: {
+        CHECK: 'checking',
+        INSTALL: {
+          target: 'installing',
+          actions: assign({ job: 'install', installId: ({ context }) => context.installId + 1 }),
+        },
+        CLEAR_CACHE: 'clearingCache',
+        ROLLBACK: {
+          guard: 'hasLastBackup',
+          target: 'installing',
+          actions: assign({
+            job: 'revert',
+            backup: ({ context }) => context.lastBackup,
+            installId: ({ context }) => context.installId + 1,
+          }),
+        },
+      },
+    },
+    clearingCache: {
+      invoke: {
+        id: 'clearCache',
+        src: 'clearCache',
+        input: {},
+        onDone: {
+          target: 'idle',
+          actions: ['dropVersions', assign({ retries: RETRIES, lastError: null })],
+        },
+        onError: {
+          target: 'idle',
+          actions: assign({ lastError: ({ event }) => `clear cache: ${errorText(event.error)}` }),
+        },
+      },
+    },
+    installing: {
+      initial: 'listingTasks',
+      states: {
+        // Which tasks run is recorded before any is paused: after a crash in between, the
+        // same list is paused (idempotent) and later resumed — and only that list.
+        listingTasks: {
+          invoke: {
+            id: 'listTasks',
+            src: 'listTasks',
+            input: {},
+            onDone: {
+              target: 'pausingTasks',
+              actions: assign({
+                pausedTasks: ({ context, event }) => [
+                  ...new Set([...(context.pausedTasks ?? []), ...event.output.tasks]),
+                ],
+              }),
+            },
+            onError: {
+              target: '#update.rollingBack',
+              actions: assign({
+                lastError: ({ event }) => `list tasks: ${errorText(event.error)}`,
+              }),
+            },
+          },
+        },
+        pausingTasks: {
+          invoke: {
+            id: 'pauseTasks',
+            src: 'pauseTasks',
+            input: ({ context }) => ({ tasks: context.pausedTasks ?? [] }),
+            onDone: 'checkingCalls',
+            onError: {
+              target: '#update.rollingBack',
+              actions: assign({
+                lastError: ({ event }) => `pause tasks: ${errorText(event.error)}`,
+              }),
+            },
+          },
+        },
+        checkingCalls: {
+          invoke: {
+            id: 'checkCalls',
+            src: 'checkCalls',
+            input: {},
+            onDone: [
+              {
+                guard: ({ event }) => event.output.active > 0,
+                target: 'deferring',
+                actions: assign({
+                  lastError: ({ event }) =>
+                    `${event.output.active} active call(s): install deferred`,
+                  waitUntil: ({ context, event }) => event.output.at + context.policy.callsRetryMs,
+                }),
+              },
+              { target: 'stoppingServices' },
+            ],
+            onError: {
+              target: 'deferring',
+              actions: assign({
+                lastError: ({ event }) =>
+                  `cannot tell whether calls are active: ${errorText(event.error)}`,
+                waitUntil: ({ context, event }) => eventTime(event) + context.policy.callsRetryMs,
+              }),
+            },
+          },
+        },
+        // Calls are active: give the tasks back and try again later.
+        deferring: {
+          invoke: {
+            id: 'resumeTasks',
+            src: 'resumeTasks',
+            input: ({ context }) => ({ tasks: context.pausedTasks ?? [] }),
+            onDone: { target: 'waitingForCalls', actions: assign({ pausedTasks: null }) },
+            // Still paused: kept in pausedTasks, resumed by a later attempt or the rollback path.
+            onError: 'waitingForCalls',
+          },
+        },
+        waitingForCalls: {
+          invoke: {
+            id: 'waitForCalls',
+            src: 'waitUntil',
+            input: ({ context }) => ({ until: context.waitUntil }),
+            onDone: 'listingTasks',
+          },
+        },
+        stoppingServices: {
+          invoke: {
+            id: 'stopServices',
+            src: 'stopServices',
+            input: {},
+            onDone: [{ guard: 'isRevert', target: '#update.rollingBack' }, { target: 'backingUp' }],
+            onError: {
+              target: '#update.rollingBack',
+              actions: assign({
+                lastError: ({ event }) => `stop services: ${errorText(event.error)}`,
+              }),
+            },
+          },
+        },
+        backingUp: {
+          invoke: {
+            id: 'backup',
+            src: 'backup',
+            input: ({ context }) => ({
+              name: backupName(context),
+              subject: `before update to ${context.versions.map((v) => v.versionNum).join(', ')}`,
+            }),
+            onDone: {
+              target: 'applying',
+              actions: assign({ backup: ({ event }) => event.output.version }),
+            },
+            onError: {
+              target: '#update.rollingBack',
+              actions: assign({ lastError: ({ event }) => `backup: ${errorText(event.error)}` }),
+            },
+          },
+        },
+        applying: {
+          entry: 'applyNext',
+          always: {
+            guard: ({ context }) => context.versions.every((v) => v.status === 'INSTALLED'),
+            target: 'finalizing',
+          },
+          on: {
+            'PATCH.INSTALLED': {
+              actions: [
+                assign({
+                  versions: ({ context, event }) =>
+                    withStatus(context.versions, event.versionCode, 'INSTALLED').map((v) =>
+                      v.versionCode === event.versionCode
+                        ? { ...v, agentBuild: event.agentBuild }
+                        : v,
+                    ),
+                }),
+                'applyNext',
+              ],
+            },
+            'PATCH.APPLY_FAILED': {
+              target: '#update.rollingBack',
+              actions: assign({
+                versions: ({ context, event }) =>
+                  withStatus(context.versions, event.versionCode, 'DOWNLOADED'),
+                lastError: ({ event }) => `install of ${event.versionCode}: ${event.error}`,
+              }),
+            },
+          },
+        },
+        finalizing: {
+          invoke: {
+            id: 'finalizeConfig',
+            src: 'finalizeConfig',
+            input: {},
+            onDone: [
+              { guard: 'selfUpdate', target: 'selfUpdating' },
+              {
+                target: 'startingServices',
+                actions: assign({
+                  healthDeadline: ({ context, event }) =>
+                    event.output.at + context.policy.healthTimeoutMs,
+                }),
+              },
+            ],
+            onError: {
+              target: '#update.rollingBack',
+              actions: assign({ lastError: ({ event }) => `finalize: ${errorText(event.error)}` }),
+            },
+          },
+        },
+        // The agent hands over to `boxkeeper self-update`, which swaps the agent build and
+        // sends SELF_UPDATE.SWAPPED through the same patch.meta, then starts the new agent.
+        selfUpdating: {
+          invoke: {
+            id: 'handOver',
+            src: 'handOver',
+            input: ({ context }) => {
+              const v = context.versions.find((x) => x.agentBuild !== null);
+              return { versionNum: v?.versionNum ?? '', agentBuild: v?.agentBuild ?? '' };
+            },
+            onError: {
+              target: '#update.rollingBack',
+              actions: assign({
+                lastError: ({ event }) => `self-update: ${errorText(event.error)}`,
+              }),
+            },
+          },
+          on: {
+            'SELF_UPDATE.SWAPPED': 'selfUpdated',
+            'SELF_UPDATE.FAILED': {
+              target: '#update.rollingBack',
+              actions: assign({ lastError: ({ event }) => `self-update: ${event.error}` }),
+            },
+          },
+        },
+        selfUpdated: {
+          invoke: {
+            id: 'confirmSelfUpdate',
+            src: 'confirmSelfUpdate',
+            input: ({ context }) => ({
+              versionNum: context.versions.find((x) => x.agentBuild !== null)?.versionNum ?? '',
+            }),
+            onDone: {
+              target: 'startingServices',
+              actions: assign({
+                versions: ({ context }) =>
+                  context.versions.map((v) => ({ ...v, agentBuild: null })),
+                healthDeadline: ({ context, event }) =>
+                  event.output.at + context.policy.healthTimeoutMs,
+              }),
+            },
+            onError: {
+              target: '#update.rollingBack',
+              actions: assign({
+                lastError: ({ event }) => `self-update: ${errorText(event.error)}`,
+              }),
+            },
+          },
+        },
+        // Health gate: both services ready before the deadline, or the update is rolled back.
+        startingServices: {
+          invoke: {
+            id: 'startServices',
+            src: 'startServices',
+            input: ({ context }) => ({ deadline: context.healthDeadline }),
+            onDone: [
+              { guard: 'hasPausedTasks', target: 'resumingTasks' },
+              { target: 'committing' },
+            ],
+            onError: {
+              target: '#update.rollingBack',
+              actions: assign({
+                lastError: ({ event }) => `health gate: ${errorText(event.error)}`,
+              }),
+            },
+          },
+        },
+        resumingTasks: {
+          invoke: {
+            id: 'resumeTasks',
+            src: 'resumeTasks',
+            input: ({ context }) => ({ tasks: context.pausedTasks ?? [] }),
+            onDone: { target: 'committing', actions: assign({ pausedTasks: null }) },
+            onError: {
+              target: 'resumeWaiting',
+              actions: assign({
+                lastError: ({ event }) => `resume tasks (will retry): ${errorText(event.error)}`,
+                waitUntil: ({ context, event }) => eventTime(event) + context.policy.retryDelayMs,
+              }),
+            },
+          },
+        },
+        resumeWaiting: {
+          invoke: {
+            id: 'waitForResume',
+            src: 'waitUntil',
+            input: ({ context }) => ({ until: context.waitUntil }),
+            onDone: 'resumingTasks',
+          },
+        },
+        // COMPLETE: the updated box becomes a snapshot of its own.
+        committing: {
+          invoke: {
+            id: 'commitSnapshot',
+            src: 'commitSnapshot',
+            input: ({ context }) => ({
+              version: (
+                context.versions[context.versions.length - 1]?.versionNum ?? 'update'
+              ).replace(/[^A-Za-z0-9._-]/g, '_'),
+              subject: `after update to ${context.versions.map((v) => v.versionNum).join(', ')}`,
+            }),
+            onDone: { target: '#update.idle', actions: 'completeInstall' },
+            onError: { target: '#update.idle', actions: 'completeInstall' },
+          },
+        },
+      },
+    },
+    // Any failure before COMPLETE: restore the pre-update snapshot (if one was taken),
+    // release the services and resume exactly the paused tasks. Every step resumes after a
+    // crash; none is given up silently.
+    rollingBack: {
+      initial: 'deciding',
+      entry: assign({ rollbackAttempts: 0 }),
+      states: {
+        deciding: {
+          always: [
+            { guard: 'hasBackup', target: 'restoring', actions: 'revertAll' },
+            { target: 'releasingServices' },
+          ],
+        },
+        restoring: {
+          invoke: {
+            id: 'rollbackSnapshot',
+            src: 'rollbackSnapshot',
+            input: ({ context }) => ({ version: context.backup ?? '' }),
+            onDone: 'releasingServices',
+            onError: [
+              {
+                guard: 'canRetryRollback',
+                target: 'restoreWaiting',
+                actions: assign({
+                  rollbackAttempts: ({ context }) => context.rollbackAttempts + 1,
+                  waitUntil: ({ context, event }) => eventTime(event) + context.policy.retryDelayMs,
+                  lastError: ({ event }) =>
+                    `rollback failed (will retry): ${errorText(event.error)}`,
+                }),
+              },
+              {
+                // Never leave the services stopped: start them on what is there and say so.
+                target: 'releasingServices',
+                actions: assign({
+                  lastError: ({ event }) =>
+                    `ROLLBACK FAILED, the box needs attention: ${errorText(event.error)}`,
+                }),
+              },
+            ],
+          },
+        },
+        restoreWaiting: {
+          invoke: {
+            id: 'waitForRestore',
+            src: 'waitUntil',
+            input: ({ context }) => ({ until: context.waitUntil }),
+            onDone: 'restoring',
+          },
+        },
+        releasingServices: {
+          invoke: {
+            id: 'releaseServices',
+            src: 'releaseServices',
+            input: {},
+            onDone: [{ guard: 'hasPausedTasks', target: 'resumingTasks' }, { target: 'done' }],
+            onError: [{ guard: 'hasPausedTasks', target: 'resumingTasks' }, { target: 'done' }],
+          },
+        },
+        resumingTasks: {
+          invoke: {
+            id: 'resumeTasks',
+            src: 'resumeTasks',
+            input: ({ context }) => ({ tasks: context.pausedTasks ?? [] }),
+            onDone: { target: 'done', actions: assign({ pausedTasks: null }) },
+            onError: {
+              target: 'resumeWaiting',
+              actions: assign({
+                waitUntil: ({ context, event }) => eventTime(event) + context.policy.retryDelayMs,
+              }),
+            },
+          },
+        },
+        resumeWaiting: {
+          invoke: {
+            id: 'waitForResume',
+            src: 'waitUntil',
+            input: ({ context }) => ({ until: context.waitUntil }),
+            onDone: 'resumingTasks',
+          },
+        },
+        done: {
+          always: [
+            {
+              guard: 'isRevert',
+              target: '#update.idle',
+              actions: assign({
+                lastResult: ({ context }) => `rolled back to ${context.backup ?? '?'}`,
+                lastBackup: null,
+                backup: null,
+                job: null,
+              }),
+            },
+            {
+              guard: 'hasVersions',
+              target: '#update.awaitingInstall',
+              actions: assign({
+                failedInstalls: ({ context }) => context.failedInstalls + 1,
+                lastResult: ({ context }) =>
+                  context.backup === null
+                    ? 'install abandoned before any change'
+                    : `install failed; rolled back to ${context.backup}`,
+                backup: null,
+                job: null,
+                installRequested: false,
+              }),
+            },
+            {
+              target: '#update.idle',
+              actions: assign({ backup: null, job: null, lastResult: 'rolled back' }),
+            },
+          ],
+        },
+      },
+    },
+  },
+});
+
+export type UpdateActor = ActorRefFrom<typeof updateMachine>;
+
+const PHASES: Record<string, PhaseName> = {
+  boot: 'READY',
+  reconciling: 'READY',
+  idle: 'READY',
+  checking: 'READY',
+  routing: 'READY',
+  routingAfterFailure: 'READY',
+  downloading: 'DOWNLOAD',
+  awaitingInstall: 'PENDING',
+  clearingCache: 'READY',
+  'installing.listingTasks': 'PENDING',
+  'installing.pausingTasks': 'PENDING',
+  'installing.checkingCalls': 'PENDING',
+  'installing.deferring': 'PENDING',
+  'installing.waitingForCalls': 'PENDING',
+  'installing.stoppingServices': 'PENDING',
+  'installing.backingUp': 'PENDING',
+  'installing.applying': 'BACKUP_CREATED',
+  'installing.finalizing': 'FILES_UPDATED',
+  'installing.selfUpdating': 'SELF_UPDATE_PENDING',
+  'installing.selfUpdated': 'SELF_UPDATE_COMPLETE',
+  'installing.startingServices': 'FILES_UPDATED',
+  'installing.resumingTasks': 'COMPLETE',
+  'installing.resumeWaiting': 'COMPLETE',
+  'installing.committing': 'COMPLETE',
+};
+
+/** The dotted path of a state value, e.g. 'installing.applying'. */
+export function statePath(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const [key, sub] = Object.entries(value as Record<string, unknown>)[0] ?? ['?', undefined];
+  return sub === undefined ? key : `${key}.${statePath(sub)}`;
+}
+
+/** The Python tool's PatchCyclePhase of a state (idle with a half-downloaded list: INCEPTION). */
+export function phaseOf(value: unknown, context?: Pick<UpdateContext, 'versions'>): PhaseName {
+  const path = statePath(value);
+  if (path.startsWith('rollingBack')) return 'ROLLEDBACK';
+  if (path === 'idle' && context !== undefined && context.versions.some((v) => !ready(v.status)))
+    return 'INCEPTION';
+  return PHASES[path] ?? 'READY';
+}

@@ -1,0 +1,414 @@
+// The update lifecycle's effects against a real box. Every effect is an idempotent "ensure":
+// after a crash it runs again with the same input and converges (docs/lifecycle.md).
+//
+// Patch layout (seed 000, unchanged): files at the zip root — `data/` (SQL scripts, DB files),
+// `icb-box.jar`, `application.yml`, `start.exe`, `self_updater.exe`, a partial `settings.ini`,
+// `entrypoint.exe` or `boxkeeper/` (a new agent build).
+import { basename, extname, join } from 'node:path';
+import type { CloudApi, TaskOp } from '../adapters/cloud-client.ts';
+import { errorMessage } from '../adapters/errors.ts';
+import type { FreeswitchCli } from '../adapters/freeswitch.ts';
+import { parseShowCalls } from '../adapters/freeswitch.ts';
+import { decodeConfigText } from '../adapters/ini.ts';
+import type { Logger } from '../adapters/logger.ts';
+import type { PatchFs } from '../adapters/patch-fs.ts';
+import type { SqliteAdapter } from '../adapters/sqlite.ts';
+import type { PatchEffectInput } from '../machines/patch.machine.ts';
+import type { TaskNo } from '../machines/update.machine.ts';
+import { loadBoxConfig } from './box-config.ts';
+import {
+  appYmlValues,
+  applyRemoteConfig,
+  gatewayParamsFromConfig,
+  injectAppYmlKeys,
+  mergeIniText,
+  setGatewayParams,
+} from './config-edit.ts';
+import type { Settings } from './settings.ts';
+import type { SnapshotService } from './snapshots.ts';
+import { applySqlScript } from './sql-ledger.ts';
+import type { UpdateEffects } from './update-engine.ts';
+
+/** Start/stop of the box services as the installer needs them (the supervisors implement it). */
+export interface ServiceControl {
+  /** Stops Java and FreeSWITCH and keeps them stopped until released; waits until they exited. */
+  stopAll(): Promise<void>;
+  /**
+   * Releases the services and waits until both are ready (rejects at the deadline), then until
+   * both have stayed up for `settleMs` (rejects if one stops).
+   */
+  startAll(deadline: number, settleMs: number): Promise<void>;
+  /** Releases the services without waiting (after a rollback). */
+  releaseAll(): void;
+  isRunning(name: 'java' | 'freeswitch'): Promise<boolean>;
+}
+
+export interface UpdateEffectsDeps {
+  settings: Settings;
+  cloud: CloudApi;
+  fs: PatchFs;
+  sqlite: SqliteAdapter;
+  extractZip: (zip: string, dest: string) => Promise<{ files: string[]; bytes: number }>;
+  snapshots: () => Promise<SnapshotService>;
+  services: ServiceControl;
+  /** Tasks running on the box (box app, else the database). */
+  unfinishedTasks: () => Promise<TaskNo[]>;
+  fsCli: FreeswitchCli;
+  logger: Logger;
+  onProgress?: (versionCode: string, done: number, total: number) => void;
+  /** configuration.ini changed on disk (the agent reloads it). */
+  configChanged?: () => void;
+  /** The version of the agent that runs (self-update confirmation). */
+  agentVersion: string;
+}
+
+// The cloud's taskOpFlag values (TaskOp in the cloud client).
+const PAUSE: (typeof TaskOp)['pause'] = 1;
+const RESUME: (typeof TaskOp)['resume'] = 2;
+
+const SAFE_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+/** versionNum and versionCode become directory names: no separators, no "..". */
+export function assertSafeSegment(what: string, value: string): void {
+  if (!SAFE_SEGMENT.test(value) || value.includes('..')) {
+    throw new Error(
+      `${what} "${value}" cannot be used as a directory name (letters, digits, ".", "_", "-"; no "..")`,
+    );
+  }
+}
+
+export class BoxUpdateEffects implements UpdateEffects {
+  private readonly d: UpdateEffectsDeps;
+
+  constructor(deps: UpdateEffectsDeps) {
+    this.d = deps;
+  }
+
+  private get paths() {
+    return this.d.settings.paths;
+  }
+
+  /** Where a version's zip is extracted: patch/<versionNum>/<versionCode>/. */
+  contentDir(v: { versionNum: string; versionCode: string }): string {
+    assertSafeSegment('versionNum', v.versionNum);
+    assertSafeSegment('versionCode', v.versionCode);
+    return join(this.paths.patch, v.versionNum, v.versionCode);
+  }
+
+  private async text(path: string): Promise<string> {
+    return decodeConfigText(await this.d.fs.readFile(path));
+  }
+
+  // ---- check, download ---------------------------------------------------------------------
+
+  async checkVersion() {
+    const config = await loadBoxConfig(this.paths.config, (p) => this.d.fs.readFile(p));
+    const answer = await this.d.cloud.checkVersion(config.version);
+    const codes = new Set<string>();
+    for (const v of answer.upgradeList) {
+      assertSafeSegment('versionNum', v.versionNum);
+      assertSafeSegment('versionCode', v.versionCode);
+      if (codes.has(v.versionCode)) throw new Error(`versionCode ${v.versionCode} is listed twice`);
+      codes.add(v.versionCode);
+    }
+    this.d.logger.info(
+      {
+        current: config.version,
+        upgradeMark: answer.upgradeMark,
+        versions: answer.upgradeList.map((v) => v.versionNum),
+      },
+      'version check',
+    );
+    return { upgradeMark: answer.upgradeMark, upgradeList: answer.upgradeList };
+  }
+
+  async downloadPatch(v: PatchEffectInput, signal: AbortSignal): Promise<void> {
+    const content = this.contentDir(v);
+    if (v.fileMd5 === '') {
+      this.d.logger.info({ version: v.versionNum }, 'version has no file (configuration only)');
+      return;
+    }
+    // Extraction is all-or-nothing (temp dir + rename), so an existing dir is complete.
+    if (await this.d.fs.isDir(content)) return;
+    const dir = join(this.paths.patch, v.versionNum);
+    const zip = join(dir, `${v.versionCode}.zip`);
+    await this.d.fs.mkdir(dir);
+    const expected = v.fileMd5.toLowerCase();
+    if (!(await this.d.fs.exists(zip)) || (await this.d.fs.md5(zip)) !== expected) {
+      const r = await this.d.cloud.downloadFile(v.versionCode, zip, {
+        signal,
+        onProgress: (done, total) => this.d.onProgress?.(v.versionCode, done, total),
+      });
+      if (r.noFile) {
+        throw new Error(
+          `the cloud has no file for ${v.versionNum} (${v.versionCode}) but announced MD5 ${v.fileMd5}`,
+        );
+      }
+      this.d.logger.info(
+        { version: v.versionNum, bytes: r.bytes, chunks: r.chunks, resumedFrom: r.resumedFrom },
+        'downloaded',
+      );
+    }
+    const actual = await this.d.fs.md5(zip);
+    if (actual !== expected) {
+      await this.d.fs.remove(zip);
+      throw new Error(
+        `integrity check failed for ${v.versionNum} (${v.versionCode}): MD5 ${actual}, expected ${expected}; the file was deleted`,
+      );
+    }
+    const r = await this.d.extractZip(zip, content);
+    this.d.logger.info(
+      { version: v.versionNum, files: r.files.length, bytes: r.bytes },
+      'extracted',
+    );
+  }
+
+  // ---- per-version install steps -----------------------------------------------------------
+
+  private async content(v: PatchEffectInput): Promise<string | null> {
+    const dir = this.contentDir(v);
+    if (await this.d.fs.isDir(dir)) return dir;
+    if (v.fileMd5 === '') return null;
+    throw new Error(`the files of ${v.versionNum} are missing from ${dir}; download it again`);
+  }
+
+  private async dbPath(): Promise<string> {
+    const config = await loadBoxConfig(this.paths.config, (p) => this.d.fs.readFile(p));
+    if (config.dbFileName === '')
+      throw new Error(`${this.paths.config}: [dbfile] name is empty; cannot run SQL patches`);
+    return join(this.paths.data, config.dbFileName);
+  }
+
+  async applySql(v: PatchEffectInput): Promise<void> {
+    const content = await this.content(v);
+    if (content === null) return;
+    const data = join(content, 'data');
+    if (!(await this.d.fs.isDir(data))) return;
+    const top = await this.d.fs.topLevelFiles(data);
+    const scripts = top.filter((n) => extname(n).toLowerCase() === '.sql');
+    if (scripts.length > 0) {
+      // Read the configured DB now: a DB switch by an earlier version counts (W-RACE-5).
+      const db = await this.dbPath();
+      for (const name of scripts) {
+        const text = await this.text(join(data, name));
+        const r = await applySqlScript(this.d.sqlite, db, { name, text, version: v.versionNum });
+        this.d.logger.info(
+          { version: v.versionNum, script: name, db, applied: r.applied },
+          r.applied ? 'SQL script applied' : 'SQL script already applied; skipped',
+        );
+      }
+    }
+    // The rest of data/ (DB files and whatever else) goes over the live data dir.
+    for (const rel of await this.d.fs.listFiles(data)) {
+      if (!rel.includes('/') && extname(rel).toLowerCase() === '.sql') continue;
+      const changed = await this.d.fs.copyFileAtomic(join(data, rel), join(this.paths.data, rel));
+      if (changed)
+        this.d.logger.info({ version: v.versionNum, file: `data/${rel}` }, 'data file replaced');
+    }
+  }
+
+  async replaceFiles(v: PatchEffectInput): Promise<{ agentBuild: string | null }> {
+    const content = await this.content(v);
+    if (content === null) return { agentBuild: null };
+    const targets: Array<[string, string]> = [
+      ['icb-box.jar', this.paths.jar],
+      ['application.yml', this.paths.appYml],
+      ['start.exe', this.paths.starter],
+      ['self_updater.exe', this.paths.updater],
+    ];
+    for (const [name, dest] of targets) {
+      const src = join(content, name);
+      if (!(await this.d.fs.exists(src))) continue;
+      const changed = await this.d.fs.copyFileAtomic(src, dest);
+      this.d.logger.info({ version: v.versionNum, file: name, dest, changed }, 'file replaced');
+    }
+    for (const name of ['boxkeeper', 'entrypoint.exe']) {
+      const build = join(content, name);
+      if (await this.d.fs.exists(build)) return { agentBuild: build };
+    }
+    return { agentBuild: null };
+  }
+
+  async mergeSettings(v: PatchEffectInput): Promise<void> {
+    const content = await this.content(v);
+    if (content === null) return;
+    const partial = join(content, 'settings.ini');
+    if (!(await this.d.fs.exists(partial))) return;
+    const file = this.d.settings.file;
+    const current = await this.text(file);
+    const r = mergeIniText(current, await this.text(partial), file);
+    if (r.changes.length === 0) return;
+    await this.d.fs.writeAtomic(file, r.text);
+    this.d.logger.info(
+      {
+        version: v.versionNum,
+        file,
+        changes: r.changes.map((c) => `[${c.section}] ${c.key}`),
+      },
+      'settings.ini merged (takes effect at the next agent start)',
+    );
+  }
+
+  async applyConfig(v: PatchEffectInput): Promise<void> {
+    const map: Record<string, unknown> = { ...v.argumentConfigMap };
+    const content = await this.content(v);
+    if (content !== null) {
+      // An extension-less file in data/ is a new database: switch to it (§3.11).
+      const dbFile = (await this.d.fs.topLevelFiles(join(content, 'data'))).find(
+        (n) => extname(n) === '',
+      );
+      if (dbFile !== undefined) map.dbfileName = dbFile;
+    }
+    const file = this.paths.config;
+    const r = applyRemoteConfig(
+      await this.text(file),
+      { versionNum: v.versionNum, versionCode: v.versionCode, map },
+      file,
+    );
+    if (r.unknown.length > 0)
+      this.d.logger.warn(
+        { version: v.versionNum, keys: r.unknown },
+        'remote config keys with no mapping; ignored',
+      );
+    await this.d.fs.writeAtomic(file, r.text);
+    this.d.logger.info({ version: v.versionNum, applied: r.applied }, 'configuration.ini updated');
+    this.d.configChanged?.();
+  }
+
+  // ---- tasks, calls, services ------------------------------------------------------------
+
+  async listTasks() {
+    const tasks = await this.d.unfinishedTasks();
+    return { tasks };
+  }
+
+  async pauseTasks({ tasks }: { tasks: TaskNo[] }): Promise<void> {
+    if (tasks.length === 0) return;
+    await this.d.cloud.setTaskStatus(tasks, PAUSE);
+    this.d.logger.info({ tasks }, 'tasks paused');
+  }
+
+  async resumeTasks({ tasks }: { tasks: TaskNo[] }): Promise<void> {
+    if (tasks.length === 0) return;
+    await this.d.cloud.setTaskStatus(tasks, RESUME);
+    this.d.logger.info({ tasks }, 'tasks resumed');
+  }
+
+  async checkCalls() {
+    try {
+      return { active: parseShowCalls(await this.d.fsCli.run('show calls')) };
+    } catch (err) {
+      // FreeSWITCH down: no calls can be active.
+      if (!(await this.d.services.isRunning('freeswitch'))) return { active: 0 };
+      throw err;
+    }
+  }
+
+  async stopServices(): Promise<void> {
+    await this.d.services.stopAll();
+  }
+
+  async startServices({ deadline }: { deadline: number }): Promise<void> {
+    await this.d.services.startAll(deadline, this.d.settings.update.healthSettleMs);
+  }
+
+  releaseServices(): Promise<void> {
+    this.d.services.releaseAll();
+    return Promise.resolve();
+  }
+
+  async finalizeConfig(): Promise<void> {
+    const configText = await this.text(this.paths.config);
+    const gateways = gatewayParamsFromConfig(configText);
+    if (gateways.unknown.length > 0)
+      this.d.logger.warn(
+        { keys: gateways.unknown },
+        'configuration.ini [FreeSWITCH] keys with no gateway param; ignored',
+      );
+    for (const name of ['callbox', 'numconvert'] as const) {
+      const file = join(this.paths.fsConf, `${name}.xml`);
+      if (!(await this.d.fs.exists(file))) {
+        this.d.logger.warn({ file }, 'gateway file missing; not updated');
+        continue;
+      }
+      const r = setGatewayParams(await this.text(file), gateways[name], file);
+      if (r.changed.length > 0) {
+        await this.d.fs.writeAtomic(file, r.text);
+        this.d.logger.info({ file, params: r.changed }, 'gateway updated');
+      }
+    }
+    const yml = this.paths.appYml;
+    const values = appYmlValues(configText, this.paths.data, this.d.settings.platform);
+    const r = injectAppYmlKeys(await this.text(yml), values, yml);
+    if (r.changed.length > 0) {
+      await this.d.fs.writeAtomic(yml, r.text);
+      this.d.logger.info({ file: yml, keys: r.changed }, 'application.yml updated');
+    }
+  }
+
+  // ---- snapshots ---------------------------------------------------------------------------
+
+  async backup({ name, subject }: { name: string; subject: string }) {
+    const snapshots = await this.d.snapshots();
+    // Re-run after a crash: the backup of this attempt exists already (nothing was applied
+    // before it was recorded), so it is the one.
+    if ((await snapshots.list()).some((v) => v.version === name)) return { version: name };
+    const r = await snapshots.commit({ version: name, subject });
+    return { version: r.version };
+  }
+
+  async commitSnapshot({ version, subject }: { version: string; subject: string }) {
+    const snapshots = await this.d.snapshots();
+    const names = new Set((await snapshots.list()).map((v) => v.version));
+    let name = version;
+    for (let i = 2; names.has(name); i++) name = `${version}-${i}`;
+    const r = await snapshots.commit({ version: name, subject });
+    return { version: r.version };
+  }
+
+  async rollbackSnapshot({ version }: { version: string }): Promise<void> {
+    const snapshots = await this.d.snapshots();
+    const r = await snapshots.rollback(version, { discardChanges: true });
+    this.d.logger.warn(
+      { version, changed: r.changed },
+      'box rolled back to the pre-update snapshot',
+    );
+    this.d.configChanged?.();
+  }
+
+  async reconcile({ reason }: { reason: string }) {
+    this.d.logger.warn({ reason }, 'reconciling the update state from the box');
+    let backup: string | null = null;
+    let note = 'no update was in progress';
+    try {
+      const snapshots = await this.d.snapshots();
+      const newest = (await snapshots.list())[0];
+      if (newest?.subject.startsWith('before update to') === true) {
+        backup = newest.version;
+        note = `the newest snapshot ${newest.version} is a pre-update backup: rolling back to it`;
+      }
+    } catch (err) {
+      note = `snapshot repository unreadable (${errorMessage(err)}); nothing rolled back`;
+    }
+    return { backup, note };
+  }
+
+  async clearCache(): Promise<void> {
+    const keep = basename(this.paths.patchMeta);
+    for (const name of await this.d.fs.entries(this.paths.patch)) {
+      if (name === keep || name.startsWith(`${keep}.`) || name.startsWith(`.${keep}.`)) continue;
+      await this.d.fs.remove(join(this.paths.patch, name));
+    }
+    this.d.logger.info({ dir: this.paths.patch }, 'patch cache cleared');
+  }
+
+  // ---- self-update -------------------------------------------------------------------------
+
+  handOver(): Promise<void> {
+    return Promise.reject(new Error('self-update is not supported by this agent build yet'));
+  }
+
+  confirmSelfUpdate(): Promise<void> {
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,459 @@
+// Runs the update statecharts: loads patch.meta (services/update-store.ts), provides the
+// effects, and persists every change through the DurableStore before any effect may act
+// (persist, gate, act). Also writes the NDJSON transition trace and answers status queries and
+// operator events (which the machine serialises: one job at a time).
+import {
+  createActor,
+  fromPromise,
+  type Actor,
+  type AnyActorRef,
+  type InspectionEvent,
+} from 'xstate';
+import { errorMessage } from '../adapters/errors.ts';
+import type { Logger } from '../adapters/logger.ts';
+import {
+  patchMachine,
+  patchStatusOf,
+  type PatchEffectInput,
+  type ReplaceFilesOutput,
+  type Timed,
+} from '../machines/patch.machine.ts';
+import { PHASE, type PhaseName, type PatchStatusName } from '../machines/phases.ts';
+import {
+  phaseOf,
+  statePath,
+  updateMachine,
+  type BackupOutput,
+  type CallsOutput,
+  type CheckOutput,
+  type ReconcileOutput,
+  type TaskNo,
+  type TasksOutput,
+  type UpdateEvent,
+  type UpdatePolicy,
+} from '../machines/update.machine.ts';
+import { DurableStore } from './durable.ts';
+import {
+  loadPatchMeta,
+  MACHINE_ID,
+  MACHINE_VERSION,
+  type LoadedMeta,
+  type MetaFiles,
+} from './update-store.ts';
+
+type Out<T> = Omit<T, 'at'>;
+type None = Record<string, never>;
+
+/** What each effect does; services/update-effects.ts implements them against the box. */
+export interface UpdateEffects {
+  checkVersion(input: None, signal: AbortSignal): Promise<Out<CheckOutput>>;
+  listTasks(input: None, signal: AbortSignal): Promise<Out<TasksOutput>>;
+  pauseTasks(input: { tasks: TaskNo[] }, signal: AbortSignal): Promise<void>;
+  resumeTasks(input: { tasks: TaskNo[] }, signal: AbortSignal): Promise<void>;
+  checkCalls(input: None, signal: AbortSignal): Promise<Out<CallsOutput>>;
+  stopServices(input: None, signal: AbortSignal): Promise<void>;
+  backup(input: { name: string; subject: string }, signal: AbortSignal): Promise<Out<BackupOutput>>;
+  finalizeConfig(input: None, signal: AbortSignal): Promise<void>;
+  startServices(input: { deadline: number }, signal: AbortSignal): Promise<void>;
+  releaseServices(input: None, signal: AbortSignal): Promise<void>;
+  handOver(input: { versionNum: string; agentBuild: string }, signal: AbortSignal): Promise<void>;
+  confirmSelfUpdate(input: { versionNum: string }, signal: AbortSignal): Promise<void>;
+  commitSnapshot(
+    input: { version: string; subject: string },
+    signal: AbortSignal,
+  ): Promise<Out<BackupOutput>>;
+  rollbackSnapshot(input: { version: string }, signal: AbortSignal): Promise<void>;
+  clearCache(input: None, signal: AbortSignal): Promise<void>;
+  reconcile(input: { reason: string }, signal: AbortSignal): Promise<Out<ReconcileOutput>>;
+  downloadPatch(input: PatchEffectInput, signal: AbortSignal): Promise<void>;
+  applySql(input: PatchEffectInput, signal: AbortSignal): Promise<void>;
+  replaceFiles(input: PatchEffectInput, signal: AbortSignal): Promise<Out<ReplaceFilesOutput>>;
+  mergeSettings(input: PatchEffectInput, signal: AbortSignal): Promise<void>;
+  applyConfig(input: PatchEffectInput, signal: AbortSignal): Promise<void>;
+}
+
+export interface UpdateVersionStatus {
+  versionNum: string;
+  versionCode: string;
+  status: PatchStatusName;
+  /** The version's machine state, e.g. 'applying.sql'. */
+  state: string;
+  remark: string;
+  lastError: string | null;
+  progress?: { done: number; total: number };
+}
+
+export interface UpdateStatus {
+  state: string;
+  phase: PhaseName;
+  phaseNumber: number;
+  mark: number;
+  versions: UpdateVersionStatus[];
+  pausedTasks: TaskNo[] | null;
+  backup: string | null;
+  lastBackup: string | null;
+  nextCheckAt: string | null;
+  lastError: string | null;
+  lastResult: string | null;
+  seq: number;
+}
+
+export interface TraceSink {
+  write(line: string): void;
+}
+
+export interface UpdateEngineDeps {
+  metaPath: string;
+  metaFiles: MetaFiles;
+  policy: UpdatePolicy;
+  effects: UpdateEffects;
+  logger: Logger;
+  now?: () => number;
+  trace?: TraceSink;
+  /** Extra inspection (e.g. the Stately inspector); never required. */
+  inspect?: (event: InspectionEvent) => void;
+  /** A patch.meta write failed: the agent must stop (fail-stop) and resume from the file. */
+  onFatal: (err: unknown) => void;
+}
+
+/** States in which the box services must stay stopped (the install has taken them down). */
+const SERVICES_DOWN = [
+  'installing.backingUp',
+  'installing.applying',
+  'installing.finalizing',
+  'installing.selfUpdating',
+  'installing.selfUpdated',
+  'rollingBack.restoring',
+  'rollingBack.restoreWaiting',
+];
+
+/** States where nothing runs for the update (an in-process command may stop here). */
+const SETTLED = ['idle', 'awaitingInstall'];
+
+function abortable(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(new Error('cancelled'));
+    signal.addEventListener('abort', () => reject(new Error('cancelled')), { once: true });
+  });
+}
+
+function stampError(err: unknown, at: number): Error {
+  const e = err instanceof Error ? err : new Error(String(err));
+  return Object.assign(e, { at });
+}
+
+type Machine = ReturnType<typeof buildMachine>;
+function buildMachine(
+  gate: <I, O extends object>(
+    name: string,
+    fn: (i: I, s: AbortSignal) => Promise<unknown>,
+  ) => ReturnType<typeof fromPromise<O & Timed, I>>,
+  e: UpdateEffects,
+  now: () => number,
+) {
+  const patch = patchMachine.provide({
+    actors: {
+      downloadPatch: gate('downloadPatch', (i: PatchEffectInput, s) => e.downloadPatch(i, s)),
+      applySql: gate('applySql', (i: PatchEffectInput, s) => e.applySql(i, s)),
+      replaceFiles: gate('replaceFiles', (i: PatchEffectInput, s) => e.replaceFiles(i, s)),
+      mergeSettings: gate('mergeSettings', (i: PatchEffectInput, s) => e.mergeSettings(i, s)),
+      applyConfig: gate('applyConfig', (i: PatchEffectInput, s) => e.applyConfig(i, s)),
+    },
+  });
+  return updateMachine.provide({
+    actors: {
+      patch,
+      // A wait has no effect to gate: after a crash it simply sleeps towards the same deadline.
+      waitUntil: fromPromise<Timed, { until: number }>(async ({ input, signal }) => {
+        for (;;) {
+          const left = input.until - now();
+          if (left <= 0 || signal.aborted) return { at: now() };
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(resolve, Math.min(left, 60_000));
+            signal.addEventListener(
+              'abort',
+              () => {
+                clearTimeout(t);
+                resolve();
+              },
+              { once: true },
+            );
+          });
+        }
+      }),
+      checkVersion: gate('checkVersion', (i: None, s) => e.checkVersion(i, s)),
+      listTasks: gate('listTasks', (i: None, s) => e.listTasks(i, s)),
+      pauseTasks: gate('pauseTasks', (i: { tasks: TaskNo[] }, s) => e.pauseTasks(i, s)),
+      resumeTasks: gate('resumeTasks', (i: { tasks: TaskNo[] }, s) => e.resumeTasks(i, s)),
+      checkCalls: gate('checkCalls', (i: None, s) => e.checkCalls(i, s)),
+      stopServices: gate('stopServices', (i: None, s) => e.stopServices(i, s)),
+      backup: gate('backup', (i: { name: string; subject: string }, s) => e.backup(i, s)),
+      finalizeConfig: gate('finalizeConfig', (i: None, s) => e.finalizeConfig(i, s)),
+      startServices: gate('startServices', (i: { deadline: number }, s) => e.startServices(i, s)),
+      releaseServices: gate('releaseServices', (i: None, s) => e.releaseServices(i, s)),
+      handOver: gate('handOver', (i: { versionNum: string; agentBuild: string }, s) =>
+        e.handOver(i, s),
+      ),
+      confirmSelfUpdate: gate('confirmSelfUpdate', (i: { versionNum: string }, s) =>
+        e.confirmSelfUpdate(i, s),
+      ),
+      commitSnapshot: gate('commitSnapshot', (i: { version: string; subject: string }, s) =>
+        e.commitSnapshot(i, s),
+      ),
+      rollbackSnapshot: gate('rollbackSnapshot', (i: { version: string }, s) =>
+        e.rollbackSnapshot(i, s),
+      ),
+      clearCache: gate('clearCache', (i: None, s) => e.clearCache(i, s)),
+      reconcile: gate('reconcile', (i: { reason: string }, s) => e.reconcile(i, s)),
+    },
+  });
+}
+
+export class UpdateEngine {
+  private readonly d: UpdateEngineDeps;
+  private readonly now: () => number;
+  private loaded: LoadedMeta | undefined;
+  private actor: Actor<Machine> | undefined;
+  private store: DurableStore | undefined;
+  private readonly listeners = new Set<(s: UpdateStatus) => void>();
+  private readonly progress = new Map<string, { done: number; total: number }>();
+  private lastPath = '';
+
+  constructor(deps: UpdateEngineDeps) {
+    this.d = deps;
+    this.now = deps.now ?? Date.now;
+  }
+
+  /** Reads patch.meta (import, migrate, validate, set aside); nothing runs yet. */
+  async load(): Promise<LoadedMeta> {
+    this.loaded = await loadPatchMeta(this.d.metaPath, this.d.policy, this.d.metaFiles);
+    for (const note of this.loaded.notes) this.d.logger.warn({ file: this.d.metaPath }, note);
+    return this.loaded;
+  }
+
+  /** Whether the loaded state has the box services down (the agent must not start them). */
+  servicesMustStayDown(): boolean {
+    const l = this.loaded;
+    if (l?.kind !== 'restored') return false;
+    return SERVICES_DOWN.includes(statePath(l.snapshot.value));
+  }
+
+  /** Reports download progress of a version (not persisted). */
+  reportProgress(versionCode: string, done: number, total: number): void {
+    this.progress.set(versionCode, { done, total });
+  }
+
+  start(): void {
+    const loaded = this.loaded;
+    if (loaded === undefined) throw new Error('UpdateEngine.load() must run before start()');
+    const log = this.d.logger;
+    const store = new DurableStore({
+      machineId: MACHINE_ID,
+      machineVersion: MACHINE_VERSION,
+      initialSeq: loaded.seq,
+      write: (text) => this.d.metaFiles.fs.writeAtomic(this.d.metaPath, text),
+      onFatal: (err) => {
+        log.fatal(
+          { err: errorMessage(err), file: this.d.metaPath },
+          'cannot persist patch.meta; stopping',
+        );
+        this.d.onFatal(err);
+      },
+      now: () => new Date(this.now()),
+    });
+    this.store = store;
+    const now = this.now;
+    const trace = this.d.trace;
+    const gate = <I, O extends object>(
+      name: string,
+      fn: (i: I, s: AbortSignal) => Promise<unknown>,
+    ) =>
+      fromPromise<O & Timed, I>(async ({ input, self, signal }) => {
+        await Promise.race([store.whenDurable(self), abortable(signal)]);
+        trace?.write(JSON.stringify({ t: new Date(now()).toISOString(), effect: name, input }));
+        log.debug({ effect: name }, 'effect starts');
+        try {
+          const out = ((await fn(input, signal)) ?? {}) as O;
+          return { ...out, at: now() };
+        } catch (err) {
+          log.warn({ effect: name, err: errorMessage(err) }, 'effect failed');
+          throw stampError(err, now());
+        }
+      });
+    const machine = buildMachine(gate, this.d.effects, now);
+    const inspect = (ev: InspectionEvent) => {
+      store.inspect(ev);
+      this.traceEvent(ev);
+      this.d.inspect?.(ev);
+    };
+    const actor =
+      loaded.kind === 'restored'
+        ? createActor(machine, { snapshot: loaded.snapshot, inspect } as never)
+        : createActor(machine, { input: loaded.input, inspect });
+    this.actor = actor;
+    store.attach(actor);
+    actor.subscribe({
+      next: () => this.notify(),
+      error: (err) => {
+        log.error({ err: errorMessage(err) }, 'update machine failed');
+      },
+    });
+    actor.start();
+    // A restored machine writes its state once more (and so passes its gates).
+    store.record();
+    this.notify();
+  }
+
+  private traceEvent(ev: InspectionEvent): void {
+    const trace = this.d.trace;
+    if (trace === undefined) return;
+    const t = new Date(this.now()).toISOString();
+    if (ev.type === '@xstate.event' && !ev.event.type.startsWith('xstate.init')) {
+      trace.write(
+        JSON.stringify({ t, actor: (ev.actorRef as AnyActorRef).id, event: ev.event.type }),
+      );
+    } else if (ev.type === '@xstate.microstep') {
+      const transitions =
+        (
+          ev as unknown as {
+            _transitions?: Array<{ source: { id: string }; target?: Array<{ id: string }> }>;
+          }
+        )._transitions ?? [];
+      const snap = ev.snapshot as { value?: unknown };
+      trace.write(
+        JSON.stringify({
+          t,
+          actor: (ev.actorRef as AnyActorRef).id,
+          event: ev.event.type,
+          state: statePath(snap.value),
+          transitions: transitions.map(
+            (tr) => `${tr.source.id}->${(tr.target ?? []).map((x) => x.id).join(',')}`,
+          ),
+        }),
+      );
+    }
+  }
+
+  private notify(): void {
+    const s = this.status();
+    if (s.state !== this.lastPath) {
+      this.lastPath = s.state;
+      this.d.logger.info(
+        {
+          update: s.state,
+          phase: s.phase,
+          versions: s.versions.map((v) => `${v.versionNum}:${v.status}`),
+        },
+        'update state',
+      );
+    }
+    for (const l of this.listeners) l(s);
+  }
+
+  onChange(listener: (s: UpdateStatus) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Sends an operator event; false when the current state does not take it (busy). */
+  send(event: UpdateEvent): boolean {
+    const actor = this.actor;
+    if (actor === undefined) return false;
+    if (!actor.getSnapshot().can(event)) return false;
+    actor.send(event);
+    return true;
+  }
+
+  status(): UpdateStatus {
+    const actor = this.actor;
+    if (actor === undefined) throw new Error('update engine not started');
+    return describe(actor.getPersistedSnapshot() as never, this.store?.lastSeq ?? 0, this.progress);
+  }
+
+  /** Resolves once the machine rests (idle or waiting for an install) and has written it. */
+  async settled(timeoutMs: number): Promise<UpdateStatus> {
+    const deadline = this.now() + timeoutMs;
+    for (;;) {
+      const s = this.status();
+      if (SETTLED.includes(s.state)) {
+        await this.store?.flush();
+        return s;
+      }
+      if (this.now() > deadline)
+        throw new Error(`update still in "${s.state}" after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Stops the machines; whatever is on disk resumes on the next start. */
+  async stop(): Promise<void> {
+    const store = this.store;
+    store?.close();
+    this.actor?.stop();
+    await store?.flush().catch(() => undefined);
+  }
+}
+
+interface SnapLike {
+  value: unknown;
+  context: {
+    mark: number;
+    versions: Array<{
+      id: string;
+      versionNum: string;
+      versionCode: string;
+      status: PatchStatusName;
+      remark: string;
+    }>;
+    pausedTasks: TaskNo[] | null;
+    backup: string | null;
+    lastBackup: string | null;
+    nextCheckAt: number;
+    lastError: string | null;
+    lastResult: string | null;
+  };
+  children: Record<
+    string,
+    { snapshot?: { value?: unknown; context?: { lastError?: string | null } } } | undefined
+  >;
+}
+
+/** Status from a persisted snapshot (also used by `boxkeeper status` without a daemon). */
+export function describe(
+  snap: SnapLike,
+  seq: number,
+  progress: Map<string, { done: number; total: number }> = new Map(),
+): UpdateStatus {
+  const c = snap.context;
+  const phase = phaseOf(snap.value, c as never);
+  const state = statePath(snap.value);
+  return {
+    state,
+    phase,
+    phaseNumber: PHASE[phase],
+    mark: c.mark,
+    versions: c.versions.map((v) => {
+      const child = snap.children[v.id]?.snapshot;
+      const p = progress.get(v.versionCode);
+      return {
+        versionNum: v.versionNum,
+        versionCode: v.versionCode,
+        status: child?.value === undefined ? v.status : patchStatusOf(child.value),
+        state: child?.value === undefined ? '?' : statePath(child.value),
+        remark: v.remark,
+        lastError: child?.context?.lastError ?? null,
+        ...(p !== undefined ? { progress: p } : {}),
+      };
+    }),
+    pausedTasks: c.pausedTasks,
+    backup: c.backup,
+    lastBackup: c.lastBackup,
+    nextCheckAt:
+      (state === 'idle' || state === 'awaitingInstall') && c.nextCheckAt > 0
+        ? new Date(c.nextCheckAt).toISOString()
+        : null,
+    lastError: c.lastError,
+    lastResult: c.lastResult,
+    seq,
+  };
+}

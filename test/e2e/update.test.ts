@@ -1,0 +1,320 @@
+// The update lifecycle end to end: the daemon (`boxkeeper run`) on a fixture box against the
+// cloud simulator installs real patch zips (jar, application.yml, SQL, config map), rolls back
+// on failure, defers while calls are active, and takes operator commands.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import sqlite3 from 'sqlite3';
+import { buildStandinJar } from '../../fixtures/box/generate.ts';
+import type { SimVersion } from '../../fixtures/cloud-sim/server.ts';
+import type { UpdateStatus } from '../../services/update-engine.ts';
+import { setupE2E, type E2E } from '../helpers/cli.ts';
+
+const UPDATE_SETTINGS = {
+  timer: { versionCheck: '2' },
+  update: {
+    enabled: 'on',
+    check_jitter: '0',
+    health_timeout: '8',
+    health_settle: '1',
+    calls_retry: '1',
+    retry_delay: '0.5',
+  },
+};
+
+function dbQuery<T>(path: string, sql: string): Promise<T[]> {
+  return new Promise((resolve, reject) => {
+    const db = new sqlite3.Database(path, sqlite3.OPEN_READONLY, (err) => {
+      if (err !== null) return reject(err);
+      db.all(sql, (e: Error | null, rows: T[]) => {
+        db.close();
+        if (e !== null) reject(e);
+        else resolve(rows);
+      });
+    });
+  });
+}
+
+async function dbDump(path: string): Promise<string> {
+  const tables = await dbQuery<{ name: string }>(
+    path,
+    "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+  );
+  const parts: string[] = [];
+  for (const t of tables) {
+    parts.push(t.name, JSON.stringify(await dbQuery(path, `SELECT * FROM "${t.name}" ORDER BY 1`)));
+  }
+  return parts.join('\n');
+}
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** What a user would compare before and after: the files an update touches and the DB rows. */
+async function boxState(e: E2E): Promise<Record<string, string>> {
+  const files = [e.box.jarPath, e.box.appYmlPath, e.box.configIniPath, e.box.settingsPath];
+  const out: Record<string, string> = {};
+  for (const f of files) out[f] = sha(await readFile(f));
+  out.db = await dbDump(e.box.dbPath);
+  return out;
+}
+
+async function appVersion(e: E2E): Promise<string | undefined> {
+  try {
+    const r = await fetch(`http://127.0.0.1:${e.box.appPort}/standin/info`);
+    return ((await r.json()) as { version: string }).version;
+  } catch {
+    return undefined;
+  }
+}
+
+async function updateStatus(e: E2E): Promise<UpdateStatus | null> {
+  return (await e.readStatus())?.update ?? null;
+}
+
+async function tempFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string) => {
+    for (const ent of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+      const p = join(d, ent.name);
+      if (ent.isDirectory()) await walk(p);
+      else if (ent.name.includes('.bk-tmp-')) out.push(p);
+    }
+  };
+  await walk(dir);
+  return out;
+}
+
+async function v18(): Promise<SimVersion> {
+  return {
+    versionNum: 'V1.8',
+    remark: 'new call flow',
+    files: {
+      'icb-box.jar': await buildStandinJar({ version: 'V1.8' }),
+      'data/001-add-table.sql':
+        "BEGIN TRANSACTION;\nCREATE TABLE call_flow (id INTEGER PRIMARY KEY, name TEXT);\nINSERT INTO call_flow (name) VALUES ('v18');\nCOMMIT;\n",
+    },
+    argumentConfigMap: { citynum: '010', callboxPassword: 'cb-v18' },
+  };
+}
+
+async function v19(sql = "INSERT INTO call_flow (name) VALUES ('v19');"): Promise<SimVersion> {
+  return {
+    versionNum: 'V1.9',
+    remark: 'fixes',
+    files: {
+      'icb-box.jar': await buildStandinJar({ version: 'V1.9' }),
+      'data/002.sql': `BEGIN TRANSACTION;\n${sql}\nCOMMIT;\n`,
+    },
+    argumentConfigMap: { outnum: 7, unknownKey: 'x' },
+  };
+}
+
+test('a mandatory chain V1.7 → V1.8 → V1.9 installs jar, SQL and config map, with tasks paused and resumed', async (t) => {
+  const e = await setupE2E({
+    extraSettings: UPDATE_SETTINGS,
+    sim: {
+      scenario: { upgradeMark: 2, versions: [{ versionNum: 'V1.7' }, await v18(), await v19()] },
+    },
+  });
+  t.after(() => e.close());
+  const d = e.startDaemon();
+  const done = await d.waitUntil(
+    async () => {
+      const u = await updateStatus(e);
+      return u?.lastResult?.startsWith('installed') === true ? u : undefined;
+    },
+    60_000,
+    'the update to be installed',
+  );
+  assert.equal(done.lastResult, 'installed V1.8, V1.9');
+  assert.equal(done.lastError, null);
+
+  const config = await readFile(e.box.configIniPath, 'utf8');
+  const v19code = e.sim.versions().find((v) => v.versionNum === 'V1.9')?.versionCode ?? '';
+  assert.match(config, /^version = V1\.9$/m);
+  assert.match(config, new RegExp(`^code = ${v19code}$`, 'm'));
+  assert.match(config, /^num = 010$/m, '[city] num from V1.8');
+  assert.match(config, /^out = 7$/m, '[city] out from V1.9 (a number)');
+  assert.match(config, /^callboxPassword = cb-v18$/m);
+  assert.match(config, /^# |^\[QTHZ\]/m);
+  // The gateway XML follows configuration.ini.
+  const callbox = await readFile(
+    join(e.box.fsDir, 'conf', 'sip_profiles', 'external', 'callbox.xml'),
+    'utf8',
+  ).catch(() => '');
+  if (callbox !== '') assert.match(callbox, /name="password" value="cb-v18"/);
+
+  assert.deepEqual(
+    (await dbQuery<{ name: string }>(e.box.dbPath, 'SELECT name FROM call_flow ORDER BY id')).map(
+      (r) => r.name,
+    ),
+    ['v18', 'v19'],
+  );
+  const ledger = await dbQuery<{ version: string }>(
+    e.box.dbPath,
+    'SELECT version FROM boxkeeper_sql_ledger ORDER BY version',
+  );
+  assert.deepEqual(
+    ledger.map((r) => r.version),
+    ['V1.8', 'V1.9'],
+  );
+
+  await d.waitUntil(async () => (await appVersion(e)) === 'V1.9', 20_000, 'the V1.9 app to run');
+  const ops = e.sim.records.taskOps;
+  const pause = ops.find((o) => o.op === 'pause');
+  const resume = ops.find((o) => o.op === 'resume');
+  assert.ok(pause !== undefined && resume !== undefined, JSON.stringify(ops));
+  assert.deepEqual(
+    [...resume.taskNos].sort(),
+    [...pause.taskNos].sort(),
+    'exactly the paused tasks resumed',
+  );
+  assert.ok(resume.at > pause.at);
+  // Heartbeats went on during the install.
+  const during = e.sim.records.heartbeats.filter((h) => h.at > pause.at && h.at < resume.at);
+  assert.ok(during.length >= 1, `heartbeats during the install: ${during.length}`);
+
+  const list = await e.cli(['snapshot', 'list', '--json']);
+  if (list.code !== 0) assert.fail(`snapshot list: ${list.stderr}${list.stdout}`);
+  const versions = (JSON.parse(list.stdout) as Array<{ version: string; subject: string }>).map(
+    (v) => v.version,
+  );
+  assert.ok(
+    versions.some((v) => v.startsWith('pre-V1.9')),
+    versions.join(', '),
+  );
+  assert.ok(versions.includes('V1.9'), versions.join(', '));
+  assert.deepEqual(await tempFiles(e.box.root), []);
+
+  const status = await e.cli(['status', '--json']);
+  const parsed = JSON.parse(status.stdout) as { update: UpdateStatus };
+  assert.equal(parsed.update.phase, 'READY');
+});
+
+test('an SQL failure in the second version rolls the box back byte for byte and resumes the tasks', async (t) => {
+  const e = await setupE2E({
+    extraSettings: UPDATE_SETTINGS,
+    sim: {
+      scenario: {
+        upgradeMark: 2,
+        versions: [
+          { versionNum: 'V1.7' },
+          await v18(),
+          await v19('INSERT INTO no_such_table VALUES (1);'),
+        ],
+      },
+    },
+  });
+  t.after(() => e.close());
+  const before = await boxState(e);
+  const d = e.startDaemon();
+  const failed = await d.waitUntil(
+    async () => {
+      const u = await updateStatus(e);
+      return u?.lastResult?.startsWith('install failed') === true && u.state === 'awaitingInstall'
+        ? u
+        : undefined;
+    },
+    60_000,
+    'the failed install to be rolled back',
+  );
+  assert.match(failed.lastError ?? '', /no_such_table/);
+  assert.deepEqual(
+    failed.versions.map((v) => v.status),
+    ['REVERTED', 'REVERTED'],
+  );
+  await d.waitUntil(
+    async () => (await appVersion(e)) === 'V1.7',
+    20_000,
+    'the V1.7 app to run again',
+  );
+  const after = await boxState(e);
+  assert.deepEqual(after, before, 'jar, yml, configuration.ini, settings.ini and the DB as before');
+  const ops = e.sim.records.taskOps;
+  const pause = ops.find((o) => o.op === 'pause');
+  const resume = ops.find((o) => o.op === 'resume');
+  assert.ok(pause !== undefined && resume !== undefined, JSON.stringify(ops));
+  assert.deepEqual([...resume.taskNos].sort(), [...pause.taskNos].sort());
+  assert.deepEqual(await tempFiles(e.box.root), []);
+});
+
+test('an optional update waits for "boxkeeper install"; active calls defer it', async (t) => {
+  const e = await setupE2E({
+    extraSettings: UPDATE_SETTINGS,
+    sim: { scenario: { upgradeMark: 1, versions: [{ versionNum: 'V1.7' }, await v18()] } },
+  });
+  t.after(() => e.close());
+  const d = e.startDaemon();
+  await d.waitUntil(
+    async () => ((await updateStatus(e))?.state === 'awaitingInstall' ? true : undefined),
+    30_000,
+    'the optional update to be downloaded',
+  );
+  // Later checks keep running while it waits (no dead end).
+  const checks = e.sim.records.checks.length;
+  await d.waitUntil(() => e.sim.records.checks.length > checks, 10_000, 'another version check');
+  assert.equal(
+    e.sim.records.taskOps.length,
+    0,
+    `nothing paused: ${JSON.stringify(e.sim.records.taskOps)}\n${d.tail(40)}`,
+  );
+  assert.equal(await appVersion(e), 'V1.7');
+
+  await e.box.setFsBehaviour({ activeCalls: 2 });
+  const r = await e.cli(['install', '--no-wait']);
+  assert.equal(r.code, 0, r.stderr);
+  const deferred = await d.waitUntil(
+    async () => {
+      const u = await updateStatus(e);
+      return /active call/.test(u?.lastError ?? '') ? u : undefined;
+    },
+    20_000,
+    'the install to be deferred',
+  );
+  assert.match(
+    deferred.state,
+    /^installing\.(deferring|waitingForCalls|listingTasks|pausingTasks|checkingCalls)$/,
+  );
+  assert.equal(await appVersion(e), 'V1.7', 'services untouched while calls are active');
+  await e.box.setFsBehaviour({ activeCalls: 0 });
+  await d.waitUntil(
+    async () => ((await updateStatus(e))?.lastResult === 'installed V1.8' ? true : undefined),
+    60_000,
+    'the deferred install to go through',
+  );
+  await d.waitUntil(async () => (await appVersion(e)) === 'V1.8', 20_000, 'the V1.8 app to run');
+});
+
+test('services not ready within the health timeout: the update is rolled back', async (t) => {
+  const broken: SimVersion = {
+    versionNum: 'V1.8',
+    files: { 'icb-box.jar': await buildStandinJar({ version: 'V1.8', exitAfterMs: 100 }) },
+  };
+  const e = await setupE2E({
+    extraSettings: {
+      ...UPDATE_SETTINGS,
+      update: { ...UPDATE_SETTINGS.update, health_timeout: '4' },
+    },
+    sim: { scenario: { upgradeMark: 2, versions: [{ versionNum: 'V1.7' }, broken] } },
+  });
+  t.after(() => e.close());
+  const jarBefore = await readFile(e.box.jarPath);
+  const d = e.startDaemon();
+  const u = await d.waitUntil(
+    async () => {
+      const s = await updateStatus(e);
+      return s?.lastResult?.startsWith('install failed') === true ? s : undefined;
+    },
+    60_000,
+    'the health gate to roll the update back',
+  );
+  assert.match(u.lastError ?? '', /health gate/);
+  assert.deepEqual(await readFile(e.box.jarPath), jarBefore);
+  await d.waitUntil(
+    async () => (await appVersion(e)) === 'V1.7',
+    20_000,
+    'the V1.7 app to run again',
+  );
+});
