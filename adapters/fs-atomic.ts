@@ -2,7 +2,7 @@
 // A reader therefore sees either the old or the new contents, never a torn file, and after the
 // call returns the new contents survive a power cut.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { isErrnoCode } from './errors.ts';
 
@@ -13,6 +13,26 @@ export function tempPathFor(path: string): string {
     dirname(path),
     `.${basename(path)}${TEMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`,
   );
+}
+
+/**
+ * Removes the temp files that writers killed between write and rename left in `dir` (those of
+ * live processes are another writer's work in progress and stay). Returns what was removed.
+ */
+export async function removeStaleTemps(
+  dir: string,
+  isAlive: (pid: number) => boolean,
+): Promise<string[]> {
+  const removed: string[] = [];
+  for (const name of await readdir(dir).catch(() => [])) {
+    const m = /^\..+\.bk-tmp-(\d+)-[0-9a-f]+$/.exec(name);
+    if (m === null) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || isAlive(pid)) continue;
+    await rm(join(dir, name), { force: true, recursive: true });
+    removed.push(join(dir, name));
+  }
+  return removed;
 }
 
 /** fsync a directory so a rename inside it is durable. Windows cannot open directories. */

@@ -1,10 +1,11 @@
 // Wiring of the update lifecycle: real effects, the engine, the trace file, the control channel.
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { removeStaleTemps } from '../adapters/fs-atomic.ts';
 import type { BoxAppApi } from '../adapters/box-app.ts';
 import type { CloudApi } from '../adapters/cloud-client.ts';
 import { startControlServer, type ControlServer } from '../adapters/control.ts';
 import { errorMessage } from '../adapters/errors.ts';
-import { nodePatchFs } from '../adapters/patch-fs.ts';
+import { nodePatchFs, type PatchFs } from '../adapters/patch-fs.ts';
 import { sqliteAdapter } from '../adapters/sqlite.ts';
 import { openTraceFile } from '../adapters/trace-file.ts';
 import { extractZipSafely } from '../adapters/zip.ts';
@@ -14,8 +15,8 @@ import type { Settings } from '../services/settings.ts';
 import type { SnapshotService } from '../services/snapshots.ts';
 import { listUnfinishedTasks } from '../services/tasks.ts';
 import { BoxUpdateEffects } from '../services/update-effects.ts';
-import { UpdateEngine } from '../services/update-engine.ts';
-import { fsCliFor, type Context } from './context.ts';
+import { UpdateEngine, type UpdateEffects } from '../services/update-engine.ts';
+import { fsCliFor, realWorld, type Context } from './context.ts';
 import { updaterSnapshots } from './snapshot-wiring.ts';
 
 export function updatePolicy(settings: Settings): UpdatePolicy {
@@ -34,6 +35,12 @@ export function controlFile(settings: Settings): string {
   return join(settings.paths.agentData, 'control.json');
 }
 
+/** Test seams (the crash test kills the process inside an effect or a patch.meta write). */
+export interface UpdateRuntimeHooks {
+  wrapEffects?: (effects: UpdateEffects) => UpdateEffects;
+  metaFs?: PatchFs;
+}
+
 export interface UpdateRuntime {
   engine: UpdateEngine;
   tracePath: string;
@@ -47,13 +54,31 @@ export async function createUpdateRuntime(
   cloud: CloudApi,
   boxApp: BoxAppApi,
   onFatal: (err: unknown) => void,
+  hooks: UpdateRuntimeHooks = {},
 ): Promise<UpdateRuntime> {
   const { settings } = ctx;
   const logger = ctx.log.logger.child({ component: 'update' });
+  // Writes killed between fsync and rename (a crash mid-update) leave temp files behind.
+  const p = settings.paths;
+  const dirs = [
+    p.agentData,
+    dirname(p.config),
+    dirname(p.appYml),
+    dirname(p.jar),
+    p.fsConf,
+    p.managerDir,
+    dirname(settings.file),
+    p.patch,
+  ];
+  for (const dir of new Set(dirs)) {
+    const removed = await removeStaleTemps(dir, (pid) => realWorld.processes.isAlive(pid));
+    if (removed.length > 0)
+      logger.info({ files: removed }, 'removed temp files of interrupted writes');
+  }
   let snapshots: { service: SnapshotService; close: () => Promise<void> } | undefined;
   const trace = openTraceFile(join(settings.paths.agentData, 'traces'), 'update');
   const engineRef: { engine?: UpdateEngine } = {};
-  const effects = new BoxUpdateEffects({
+  const boxEffects = new BoxUpdateEffects({
     settings,
     cloud,
     fs: nodePatchFs,
@@ -83,9 +108,10 @@ export async function createUpdateRuntime(
     },
     agentVersion: AGENT_VERSION,
   });
+  const effects = hooks.wrapEffects?.(boxEffects) ?? boxEffects;
   const engine = new UpdateEngine({
     metaPath: settings.paths.patchMeta,
-    metaFiles: { fs: nodePatchFs, now: () => new Date() },
+    metaFiles: { fs: hooks.metaFs ?? nodePatchFs, now: () => new Date() },
     policy: updatePolicy(settings),
     effects,
     logger,

@@ -1,0 +1,120 @@
+// A boxkeeper daemon (supervision + update engine, no heartbeats) for the update crash test.
+// It kills itself with SIGKILL:
+//   CRASH_AT=<effect>[:<n>]          when the n-th (default 1st) call of that effect starts;
+//   CRASH_AFTER=<effect>[:<n>]       when it has finished, before its result is recorded;
+//   CRASH_BEFORE_RENAME=<state>      between the fsync and the rename of the patch.meta write
+//                                    that enters <state> (a dotted state path).
+// Without a crash it runs until the update cycle rests with a result, prints the update status
+// as one JSON line and exits 0 (the box services keep running, as with `boxkeeper run`).
+//
+// Usage: node --import tsx test/helpers/update-crash-child.ts <settings.ini>
+import { writeFileAtomic } from '../../adapters/fs-atomic.ts';
+import { acquireInstanceLock } from '../../adapters/instance-lock.ts';
+import { nodePatchFs } from '../../adapters/patch-fs.ts';
+import { statePath } from '../../machines/update.machine.ts';
+import { Agent } from '../../services/agent.ts';
+import { loadBoxConfig, readAppPort } from '../../services/box-config.ts';
+import type { UpdateEffects } from '../../services/update-engine.ts';
+import { cloudFor, fsCliFor, loadContext, realWorld } from '../../cli/context.ts';
+import { createUpdateRuntime } from '../../cli/updates.ts';
+import { join } from 'node:path';
+
+const settingsFile = process.argv[2];
+if (settingsFile === undefined) throw new Error('usage: update-crash-child.ts <settings.ini>');
+const [crashEffect, crashNth] = (process.env.CRASH_AT ?? '').split(':');
+const [afterEffect, afterNth] = (process.env.CRASH_AFTER ?? '').split(':');
+const crashState = process.env.CRASH_BEFORE_RENAME;
+const die = (why: string) => {
+  process.stderr.write(`CRASH ${why}\n`);
+  process.kill(process.pid, 'SIGKILL');
+};
+
+const calls = new Map<string, number>();
+function wrap(effects: UpdateEffects): UpdateEffects {
+  return new Proxy(effects, {
+    get(target, prop, receiver) {
+      const value: unknown = Reflect.get(target, prop, receiver);
+      if (typeof value !== 'function' || typeof prop !== 'string') return value;
+      return (...args: unknown[]) => {
+        const n = (calls.get(prop) ?? 0) + 1;
+        calls.set(prop, n);
+        if (prop === crashEffect && n === Number(crashNth ?? '1')) die(`in ${prop} #${n}`);
+        const result = (value as (...a: unknown[]) => unknown).apply(target, args);
+        if (prop !== afterEffect || n !== Number(afterNth ?? '1')) return result;
+        return Promise.resolve(result).then((r) => {
+          die(`after ${prop} #${n}`);
+          return r;
+        });
+      };
+    },
+  });
+}
+
+const metaFs = {
+  ...nodePatchFs,
+  writeAtomic: (path: string, data: string | Uint8Array) =>
+    writeFileAtomic(path, data, {
+      beforeRename: () => {
+        if (crashState === undefined) return;
+        const env = JSON.parse(String(data)) as { snapshot: { value: unknown } };
+        if (statePath(env.snapshot.value) === crashState) die(`before rename into ${crashState}`);
+      },
+    }),
+};
+
+const ctx = await loadContext({ values: { settings: settingsFile }, positionals: [] }, 'none');
+const { settings } = ctx;
+const lock = await acquireInstanceLock(
+  join(settings.paths.agentData, 'agent.lock'),
+  'update crash child',
+  realWorld.processes,
+);
+const boxConfig = await loadBoxConfig(settings.paths.config, realWorld.files.readFile);
+const port = await readAppPort(settings.paths.appYml, realWorld.files.readFile);
+const current = { agent: undefined as Agent | undefined };
+const cloud = cloudFor(ctx, () => current.agent?.boxConfig ?? boxConfig);
+const boxApp = realWorld.boxApp(port);
+const agent = new Agent({
+  settings,
+  logger: ctx.log.logger,
+  files: realWorld.files,
+  processes: realWorld.processes,
+  cloud,
+  fsCli: fsCliFor(settings),
+  system: realWorld.system,
+  boxApp,
+  boxConfig,
+});
+current.agent = agent;
+const runtime = await createUpdateRuntime(
+  ctx,
+  agent,
+  cloud,
+  boxApp,
+  (err) => {
+    process.stderr.write(`fatal: ${String(err)}\n`);
+    process.exit(1);
+  },
+  { wrapEffects: wrap, metaFs },
+);
+agent.start({ holdServices: runtime.engine.servicesMustStayDown(), heartbeat: false });
+runtime.engine.start();
+const deadline = Date.now() + 90_000;
+for (;;) {
+  const s = runtime.engine.status();
+  if ((s.state === 'idle' || s.state === 'awaitingInstall') && s.lastResult !== null) {
+    await runtime.engine.settled(1000);
+    process.stdout.write(`${JSON.stringify({ status: s, calls: Object.fromEntries(calls) })}\n`);
+    break;
+  }
+  if (Date.now() > deadline) {
+    process.stderr.write(`no result after 90 s; state ${s.state}\n`);
+    process.exitCode = 2;
+    break;
+  }
+  await new Promise((r) => setTimeout(r, 100));
+}
+await runtime.close();
+await agent.stop();
+await lock.release();
+ctx.log.close();
