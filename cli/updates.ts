@@ -138,6 +138,9 @@ const EVENTS: Record<string, UpdateEvent['type']> = {
   'clear-cache': 'CLEAR_CACHE',
 };
 
+/** States that end on their own within seconds. */
+const BRIEF = new Set(['checking', 'routing', 'routingAfterFailure', 'clearingCache', 'boot']);
+
 /** The daemon's side of `boxkeeper check|install|rollback|clear-cache|reload-config`. */
 export function serveControl(
   settings: Settings,
@@ -156,7 +159,12 @@ export function serveControl(
       const type = typeof name === 'string' ? EVENTS[name] : undefined;
       if (type === undefined)
         return { status: 400, body: { error: `unknown command ${String(name)}` } };
-      const accepted = engine.send({ type } as UpdateEvent);
+      let accepted = engine.send({ type } as UpdateEvent);
+      // A version check takes a moment: the command waits for it rather than being refused.
+      for (let i = 0; !accepted && i < 100 && BRIEF.has(engine.status().state); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        accepted = engine.send({ type } as UpdateEvent);
+      }
       return { status: accepted ? 200 : 409, body: { accepted, status: engine.status() } };
     }
     return { status: 404, body: { error: `no ${method} ${path}` } };

@@ -66,6 +66,13 @@ export interface UpdateContext {
   backup: string | null;
   /** The pre-update snapshot of the last completed update (`boxkeeper rollback`). */
   lastBackup: string | null;
+  /** versionCodes of the last completed update. */
+  lastInstalled: string[];
+  /**
+   * versionCodes an operator rolled back: that list is not installed again on its own (only by
+   * `boxkeeper install`, or when the cloud offers a different list).
+   */
+  heldBack: string[];
   /** Counts install attempts; names the backup so a re-run after a crash is idempotent. */
   installId: number;
   healthDeadline: number;
@@ -149,6 +156,10 @@ function sameList(versions: VersionEntry[], list: PatchInfo[]): boolean {
   );
 }
 
+function sameCodes(versions: VersionEntry[], codes: string[]): boolean {
+  return versions.length === codes.length && versions.every((v, i) => v.versionCode === codes[i]);
+}
+
 export function childId(versionCode: string): string {
   return `patch:${versionCode}`;
 }
@@ -213,7 +224,9 @@ export const updateMachine = setup({
     hasVersions: ({ context }) => context.versions.length > 0,
     installNow: ({ context }) =>
       context.installRequested ||
-      (context.mark === 2 && context.failedInstalls < context.policy.maxFailedInstalls),
+      (context.mark === 2 &&
+        context.failedInstalls < context.policy.maxFailedInstalls &&
+        !sameCodes(context.versions, context.heldBack)),
     hasLastBackup: ({ context }) => context.lastBackup !== null,
     hasBackup: ({ context }) => context.backup !== null,
     isRevert: ({ context }) => context.job === 'revert',
@@ -272,6 +285,8 @@ export const updateMachine = setup({
         lastResult: `installed ${context.versions.map((v) => v.versionNum).join(', ')}`,
         versions: [],
         lastBackup: context.backup,
+        lastInstalled: context.versions.map((v) => v.versionCode),
+        heldBack: [],
         backup: null,
         job: null,
         pausedTasks: null,
@@ -316,6 +331,8 @@ export const updateMachine = setup({
     pausedTasks: null,
     backup: null,
     lastBackup: null,
+    lastInstalled: [],
+    heldBack: [],
     installId: 0,
     healthDeadline: 0,
     failedInstalls: 0,
@@ -933,6 +950,7 @@ export const updateMachine = setup({
               target: '#update.idle',
               actions: assign({
                 lastResult: ({ context }) => `rolled back to ${context.backup ?? '?'}`,
+                heldBack: ({ context }) => context.lastInstalled,
                 lastBackup: null,
                 backup: null,
                 job: null,

@@ -86,6 +86,8 @@ const contextSchema = z.object({
   pausedTasks: z.array(taskNo).nullable(),
   backup: z.string().nullable(),
   lastBackup: z.string().nullable(),
+  lastInstalled: z.array(z.string()),
+  heldBack: z.array(z.string()),
   installId: z.number().int(),
   healthDeadline: z.number(),
   failedInstalls: z.number().int(),

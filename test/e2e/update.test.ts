@@ -318,3 +318,79 @@ test('services not ready within the health timeout: the update is rolled back', 
     'the V1.7 app to run again',
   );
 });
+
+test('a configuration-only version updates configuration.ini, the gateways and application.yml', async (t) => {
+  const e = await setupE2E({
+    extraSettings: UPDATE_SETTINGS,
+    sim: {
+      scenario: {
+        upgradeMark: 2,
+        versions: [
+          { versionNum: 'V1.7' },
+          {
+            versionNum: 'V1.7.1',
+            configOnly: true,
+            argumentConfigMap: { callboxPassword: 'new-secret', citynum: '0755', hostAdr: 'https://icb.example:8443' },
+          },
+        ],
+      },
+    },
+  });
+  t.after(() => e.close());
+  const jarBefore = await readFile(e.box.jarPath);
+  const d = e.startDaemon();
+  await d.waitUntil(
+    async () => ((await updateStatus(e))?.lastResult === 'installed V1.7.1' ? true : undefined),
+    40_000,
+    'the configuration-only version to be installed',
+  );
+  const config = await readFile(e.box.configIniPath, 'utf8');
+  assert.match(config, /^version = V1\.7\.1$/m);
+  assert.match(config, /^callboxPassword = new-secret$/m);
+  assert.match(config, /^num = 0755$/m);
+  const gateway = await readFile(join(e.box.fsDir, 'conf', 'sip_profiles', 'external', 'callbox.xml'), 'utf8');
+  assert.match(gateway, /<param name="password" value="new-secret"\/>/);
+  assert.match(gateway, /<param name="register" value="true"\/>/, 'other params kept');
+  const yml = await readFile(e.box.appYmlPath, 'utf8');
+  assert.match(yml, /^city-code: .*0755/m);
+  assert.match(yml, /^url-port: .*https:\/\/icb\.example:8443/m);
+  assert.match(yml, /^# icb-box application configuration/m, 'comments kept');
+  assert.deepEqual(await readFile(e.box.jarPath), jarBefore, 'no file: the jar is untouched');
+  await d.waitUntil(async () => (await appVersion(e)) === 'V1.7', 20_000, 'the app to run again');
+});
+
+test('"boxkeeper rollback" undoes the last update; "clear-cache" empties the patch cache', async (t) => {
+  const e = await setupE2E({
+    extraSettings: UPDATE_SETTINGS,
+    sim: { scenario: { upgradeMark: 2, versions: [{ versionNum: 'V1.7' }, await v18()] } },
+  });
+  t.after(() => e.close());
+  const before = await boxState(e);
+  const d = e.startDaemon();
+  await d.waitUntil(
+    async () => ((await updateStatus(e))?.lastResult === 'installed V1.8' ? true : undefined),
+    40_000,
+    'V1.8 to be installed',
+  );
+  await d.waitUntil(async () => (await appVersion(e)) === 'V1.8', 20_000, 'the V1.8 app to run');
+  const r = await e.cli(['rollback', '--timeout', '60']);
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  assert.match(r.stdout, /rolled back to pre-V1\.8/);
+  await d.waitUntil(async () => (await appVersion(e)) === 'V1.7', 20_000, 'the V1.7 app to run again');
+  // The app's own DB writes during the update are gone too: the box is as it was.
+  assert.deepEqual(await boxState(e), before);
+  // The cloud still offers V1.8 as mandatory; the operator's rollback holds.
+  const checks = e.sim.records.checks.length;
+  await d.waitUntil(() => e.sim.records.checks.length > checks + 1, 15_000, 'two more checks');
+  assert.equal(await appVersion(e), 'V1.7');
+  assert.equal((await updateStatus(e))?.state, 'awaitingInstall');
+  const again = await e.cli(['rollback']);
+  assert.equal(again.code, 6, 'nothing left to roll back');
+  assert.match(again.stderr, /nothing to roll back/);
+
+  const patchDir = join(e.box.boxRoot, 'patch');
+  assert.ok((await readdir(patchDir)).includes('V1.8'));
+  const c = await e.cli(['clear-cache']);
+  assert.equal(c.code, 0, c.stderr);
+  assert.deepEqual((await readdir(patchDir)).filter((n) => !n.startsWith('patch.meta')), []);
+});
