@@ -330,7 +330,11 @@ test('a configuration-only version updates configuration.ini, the gateways and a
           {
             versionNum: 'V1.7.1',
             configOnly: true,
-            argumentConfigMap: { callboxPassword: 'new-secret', citynum: '0755', hostAdr: 'https://icb.example:8443' },
+            argumentConfigMap: {
+              callboxPassword: 'new-secret',
+              citynum: '0755',
+              hostAdr: 'https://icb.example:8443',
+            },
           },
         ],
       },
@@ -348,7 +352,10 @@ test('a configuration-only version updates configuration.ini, the gateways and a
   assert.match(config, /^version = V1\.7\.1$/m);
   assert.match(config, /^callboxPassword = new-secret$/m);
   assert.match(config, /^num = 0755$/m);
-  const gateway = await readFile(join(e.box.fsDir, 'conf', 'sip_profiles', 'external', 'callbox.xml'), 'utf8');
+  const gateway = await readFile(
+    join(e.box.fsDir, 'conf', 'sip_profiles', 'external', 'callbox.xml'),
+    'utf8',
+  );
   assert.match(gateway, /<param name="password" value="new-secret"\/>/);
   assert.match(gateway, /<param name="register" value="true"\/>/, 'other params kept');
   const yml = await readFile(e.box.appYmlPath, 'utf8');
@@ -376,7 +383,11 @@ test('"boxkeeper rollback" undoes the last update; "clear-cache" empties the pat
   const r = await e.cli(['rollback', '--timeout', '60']);
   assert.equal(r.code, 0, r.stderr + r.stdout);
   assert.match(r.stdout, /rolled back to pre-V1\.8/);
-  await d.waitUntil(async () => (await appVersion(e)) === 'V1.7', 20_000, 'the V1.7 app to run again');
+  await d.waitUntil(
+    async () => (await appVersion(e)) === 'V1.7',
+    20_000,
+    'the V1.7 app to run again',
+  );
   // The app's own DB writes during the update are gone too: the box is as it was.
   assert.deepEqual(await boxState(e), before);
   // The cloud still offers V1.8 as mandatory; the operator's rollback holds.
@@ -392,5 +403,8 @@ test('"boxkeeper rollback" undoes the last update; "clear-cache" empties the pat
   assert.ok((await readdir(patchDir)).includes('V1.8'));
   const c = await e.cli(['clear-cache']);
   assert.equal(c.code, 0, c.stderr);
-  assert.deepEqual((await readdir(patchDir)).filter((n) => !n.startsWith('patch.meta')), []);
+  assert.deepEqual(
+    (await readdir(patchDir)).filter((n) => !n.startsWith('patch.meta')),
+    [],
+  );
 });
