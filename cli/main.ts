@@ -11,7 +11,7 @@ Usage: boxkeeper <command> [options]
 
 Commands:
 ${Object.values(commands)
-  .map((c) => `  ${c.name.padEnd(12)}${c.summary}`)
+  .map((c) => `  ${c.name.padEnd(14)}${c.summary}`)
   .join('\n')}
 
 Every command takes --settings PATH (else $BOXKEEPER_SETTINGS, else ./settings/settings.ini)

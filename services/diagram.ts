@@ -56,6 +56,8 @@ export interface DiagramOptions {
   /** Where the machine is defined (header comment). */
   source?: string;
   annotate?: Annotate;
+  /** Graphviz layout direction (default LR; TB suits tall charts such as the update cycle). */
+  rankdir?: 'LR' | 'TB';
 }
 
 // ---- a neutral model of the chart ---------------------------------------------------------
@@ -95,7 +97,7 @@ function guardName(guard: unknown): string | undefined {
   if (guard === undefined) return undefined;
   if (typeof guard === 'string') return guard;
   if (typeof guard === 'object' && guard !== null && 'type' in guard) {
-    const type = (guard as { type: unknown }).type;
+    const type = guard.type;
     if (typeof type === 'string') return type;
   }
   return 'inline guard';
@@ -190,14 +192,15 @@ function collectEdges(node: StateNodeLike, isRoot: boolean, edges: EdgeModel[]):
         const ignored = t.actions.length === 0 ? ' (ignored)' : '';
         edges.push({ from, to: from, label: `${ev.text}${suffix}${ignored}`, kind: ev.kind });
       }
-      for (const to of targets) edges.push({ from, to, label: `${ev.text}${suffix}`, kind: ev.kind });
+      for (const to of targets)
+        edges.push({ from, to, label: `${ev.text}${suffix}`, kind: ev.kind });
     }
   }
   for (const child of Object.values(node.states)) collectEdges(child, false, edges);
 }
 
 function model(machine: AnyStateMachine, options: DiagramOptions): ChartModel {
-  const rootNode = machine.root as unknown as StateNodeLike;
+  const rootNode: StateNodeLike = machine.root;
   const byId = new Map<string, StateModel>();
   const parentOf = new Map<string, string>();
   const root = buildState(rootNode, [], options, byId, parentOf);
@@ -320,7 +323,7 @@ export function toDot(machine: AnyStateMachine, options: DiagramOptions = {}): s
   for (const h of headerLines(chart, options)) lines.push(`  // ${h}`);
   const title = options.title ?? chart.machineId;
   lines.push(
-    `  graph [rankdir=LR, compound=true, newrank=true, nodesep=0.25, ranksep=0.45, fontname="Helvetica", fontsize=13, labelloc=t, label=${dotString(title)}];`,
+    `  graph [rankdir=${options.rankdir ?? 'LR'}, compound=true, newrank=true, nodesep=0.25, ranksep=0.45, fontname="Helvetica", fontsize=13, labelloc=t, label=${dotString(title)}];`,
     '  node [shape=box, style="rounded,filled", fillcolor="#f4f6fa", color="#44546a", fontname="Helvetica", fontsize=10];',
     '  edge [color="#44546a", fontcolor="#222222", fontname="Helvetica", fontsize=9, arrowsize=0.7];',
   );
@@ -334,12 +337,18 @@ export function toDot(machine: AnyStateMachine, options: DiagramOptions = {}): s
       for (const target of state.initial) {
         const head = isCompound(target) ? anchorOf(target) : target;
         const lhead = isCompound(target) ? `, lhead=${dotString(clusterOf(target))}` : '';
-        lines.push(`${indent}${dotString(anchor)} -> ${dotString(head)} [color="#222222"${lhead}];`);
+        lines.push(
+          `${indent}${dotString(anchor)} -> ${dotString(head)} [color="#222222"${lhead}];`,
+        );
       }
     }
     for (const child of state.children) {
       if (child.children.length > 0) {
-        const label = [child.label, child.actors, child.note === undefined ? undefined : `· ${child.note}`]
+        const label = [
+          child.label,
+          child.actors,
+          child.note === undefined ? undefined : `· ${child.note}`,
+        ]
           .filter((p) => p !== undefined)
           .join('  ');
         const style = child.kind === 'parallel' ? 'rounded,dashed' : 'rounded';
@@ -350,7 +359,11 @@ export function toDot(machine: AnyStateMachine, options: DiagramOptions = {}): s
         emit(child, `${indent}  `);
         lines.push(`${indent}}`);
       } else {
-        const label = [child.label, child.actors, child.note === undefined ? undefined : `· ${child.note}`]
+        const label = [
+          child.label,
+          child.actors,
+          child.note === undefined ? undefined : `· ${child.note}`,
+        ]
           .filter((p) => p !== undefined)
           .join('\n');
         const extra =
@@ -371,7 +384,10 @@ export function toDot(machine: AnyStateMachine, options: DiagramOptions = {}): s
   }
 
   // One arrow per (from, to): the labels of parallel transitions stacked on it.
-  const merged = new Map<string, { from: string; to: string; labels: string[]; kinds: Set<string> }>();
+  const merged = new Map<
+    string,
+    { from: string; to: string; labels: string[]; kinds: Set<string> }
+  >();
   for (const e of chart.edges) {
     const key = `${e.from}\u0000${e.to}`;
     const m = merged.get(key) ?? { from: e.from, to: e.to, labels: [], kinds: new Set<string>() };
@@ -385,13 +401,16 @@ export function toDot(machine: AnyStateMachine, options: DiagramOptions = {}): s
     let head = m.to;
     if (m.from !== m.to && isCompound(m.from)) {
       tail = anchorOf(m.from);
-      if (!ancestors(chart, m.to).includes(m.from)) attrs.push(`ltail=${dotString(clusterOf(m.from))}`);
+      if (!ancestors(chart, m.to).includes(m.from))
+        attrs.push(`ltail=${dotString(clusterOf(m.from))}`);
     }
     if (m.from !== m.to && isCompound(m.to)) {
       head = anchorOf(m.to);
-      if (!ancestors(chart, m.from).includes(m.to)) attrs.push(`lhead=${dotString(clusterOf(m.to))}`);
+      if (!ancestors(chart, m.from).includes(m.to))
+        attrs.push(`lhead=${dotString(clusterOf(m.to))}`);
     }
-    if (m.kinds.size === 1 && m.kinds.has('error')) attrs.push('color="#b03a2e"', 'fontcolor="#b03a2e"');
+    if (m.kinds.size === 1 && m.kinds.has('error'))
+      attrs.push('color="#b03a2e"', 'fontcolor="#b03a2e"');
     if (m.kinds.size === 1 && m.kinds.has('always')) attrs.push('style=dashed');
     lines.push(`  ${dotString(tail)} -> ${dotString(head)} [${attrs.join(', ')}];`);
   }
@@ -432,9 +451,7 @@ export const updatePhaseNote: Annotate = (path, leaf) => {
   const value = valueOf(path);
   const phase = phaseOf(value);
   const withIncomplete = phaseOf(value, { versions: [INCOMPLETE] });
-  return phase === withIncomplete
-    ? phase
-    : `${phase} (${withIncomplete} while a download is incomplete)`;
+  return phase === withIncomplete ? phase : `${phase} (${withIncomplete} if downloads pending)`;
 };
 
 /** The Python PatchStatus of each leaf state of a version. */
@@ -449,6 +466,7 @@ export const DIAGRAMS: readonly DiagramSpec[] = [
       title: 'Update cycle (machines/update.machine.ts) · PatchCyclePhase per state',
       source: 'machines/update.machine.ts',
       annotate: updatePhaseNote,
+      rankdir: 'TB',
     },
   },
   {

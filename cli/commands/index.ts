@@ -1,4 +1,5 @@
 import type { ExitCode } from '../../adapters/errors.ts';
+import { diagramCommand } from './diagram.ts';
 import { heartbeatCommand } from './heartbeat.ts';
 import { runCommand } from './run.ts';
 import { snapshotCommand } from './snapshot.ts';
@@ -35,5 +36,6 @@ export const commands: Record<string, Command> = Object.fromEntries(
     tokenCommand,
     snapshotCommand,
     ...updateCommands,
+    diagramCommand,
   ].map((c) => [c.name, c]),
 );
