@@ -1,5 +1,7 @@
 // Composition root: loads settings, builds the real adapters and hands them to services.
-import { join } from 'node:path';
+import { dirname, extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { findAgentInstall, type AgentInstall } from '../adapters/agent-install.ts';
 import { createBoxAppClient } from '../adapters/box-app.ts';
 import { createCloudClient, type CloudApi } from '../adapters/cloud-client.ts';
 import { nodeFiles } from '../adapters/files.ts';
@@ -63,6 +65,12 @@ export function cloudFor(ctx: Context, boxConfig: () => BoxConfig): CloudApi {
     refreshMarginMs: ctx.settings.cloud.tokenRefreshMarginMs,
     logger: ctx.log.logger,
   });
+}
+
+/** This agent's install: cli/context.ts sits next to the CLI entry (main.ts / main.js). */
+export function agentInstall(): AgentInstall {
+  const here = fileURLToPath(import.meta.url);
+  return findAgentInstall(join(dirname(here), `main${extname(here)}`));
 }
 
 export const realWorld = {

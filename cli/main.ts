@@ -2,8 +2,8 @@
 // Entry point: parses the command line, runs one command, maps typed errors to exit codes.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { BoxkeeperError, ExitCode, UsageError } from '../adapters/errors.ts';
-import { AGENT_VERSION } from '../services/agent.ts';
 import { commands, type Command } from './commands/index.ts';
+import { agentInstall } from './context.ts';
 
 const GLOBAL_HELP = `boxkeeper — keeps an edge box alive and up to date
 
@@ -34,7 +34,7 @@ export async function main(argv: string[]): Promise<number> {
     return name === undefined ? ExitCode.config : ExitCode.ok;
   }
   if (name === '--version') {
-    process.stdout.write(`boxkeeper ${AGENT_VERSION}\n`);
+    process.stdout.write(`boxkeeper ${agentInstall().version}\n`);
     return ExitCode.ok;
   }
   const command = commands[name];

@@ -10,13 +10,14 @@ import { sqliteAdapter } from '../adapters/sqlite.ts';
 import { openTraceFile } from '../adapters/trace-file.ts';
 import { extractZipSafely } from '../adapters/zip.ts';
 import type { UpdateEvent, UpdatePolicy } from '../machines/update.machine.ts';
-import { AGENT_VERSION, type Agent } from '../services/agent.ts';
+import type { Agent } from '../services/agent.ts';
 import type { Settings } from '../services/settings.ts';
 import type { SnapshotService } from '../services/snapshots.ts';
 import { listUnfinishedTasks } from '../services/tasks.ts';
 import { BoxUpdateEffects } from '../services/update-effects.ts';
 import { UpdateEngine, type UpdateEffects } from '../services/update-engine.ts';
-import { fsCliFor, realWorld, type Context } from './context.ts';
+import { agentInstall, fsCliFor, realWorld, type Context } from './context.ts';
+import { cliSelfUpdater } from './self-update.ts';
 import { updaterSnapshots } from './snapshot-wiring.ts';
 
 export function updatePolicy(settings: Settings): UpdatePolicy {
@@ -35,8 +36,10 @@ export function controlFile(settings: Settings): string {
   return join(settings.paths.agentData, 'control.json');
 }
 
-/** Test seams (the crash test kills the process inside an effect or a patch.meta write). */
 export interface UpdateRuntimeHooks {
+  /** false for operator commands run in-process: no version check on the timer. */
+  periodicChecks?: boolean;
+  // Test seams (the crash test kills the process inside an effect or a patch.meta write).
   wrapEffects?: (effects: UpdateEffects) => UpdateEffects;
   metaFs?: PatchFs;
 }
@@ -44,6 +47,8 @@ export interface UpdateRuntimeHooks {
 export interface UpdateRuntime {
   engine: UpdateEngine;
   tracePath: string;
+  /** Resolves when the update needs this process to exit (self-update hand-over). */
+  exitRequested: Promise<string>;
   close(): Promise<void>;
 }
 
@@ -78,6 +83,8 @@ export async function createUpdateRuntime(
   let snapshots: { service: SnapshotService; close: () => Promise<void> } | undefined;
   const trace = openTraceFile(join(settings.paths.agentData, 'traces'), 'update');
   const engineRef: { engine?: UpdateEngine } = {};
+  let requestExit: (why: string) => void = () => undefined;
+  const exitRequested = new Promise<string>((resolve) => (requestExit = resolve));
   const boxEffects = new BoxUpdateEffects({
     settings,
     cloud,
@@ -106,7 +113,8 @@ export async function createUpdateRuntime(
         logger.warn({ err: errorMessage(err) }, 'cannot reload configuration.ini');
       });
     },
-    agentVersion: AGENT_VERSION,
+    agentVersion: agentInstall().version,
+    selfUpdater: cliSelfUpdater(settings, logger, (why) => requestExit(why)),
   });
   const effects = hooks.wrapEffects?.(boxEffects) ?? boxEffects;
   const engine = new UpdateEngine({
@@ -117,6 +125,7 @@ export async function createUpdateRuntime(
     logger,
     trace,
     onFatal,
+    periodicChecks: hooks.periodicChecks ?? true,
   });
   engineRef.engine = engine;
   await engine.load();
@@ -124,6 +133,7 @@ export async function createUpdateRuntime(
   return {
     engine,
     tracePath: trace.path,
+    exitRequested,
     async close() {
       await engine.stop();
       await snapshots?.close();

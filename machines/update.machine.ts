@@ -160,6 +160,10 @@ function sameCodes(versions: VersionEntry[], codes: string[]): boolean {
   return versions.length === codes.length && versions.every((v, i) => v.versionCode === codes[i]);
 }
 
+function rollbackFailed(context: UpdateContext): boolean {
+  return context.lastError?.startsWith('ROLLBACK FAILED') === true;
+}
+
 export function childId(versionCode: string): string {
   return `patch:${versionCode}`;
 }
@@ -210,7 +214,7 @@ export const updateMachine = setup({
     startServices: effect<Timed, { deadline: number }>(),
     releaseServices: effect<Timed, Record<string, never>>(),
     handOver: effect<Timed, { versionNum: string; agentBuild: string }>(),
-    confirmSelfUpdate: effect<Timed, { versionNum: string }>(),
+    confirmSelfUpdate: effect<Timed, { versionNum: string; agentBuild: string }>(),
     commitSnapshot: effect<BackupOutput, { version: string; subject: string }>(),
     rollbackSnapshot: effect<Timed, { version: string }>(),
     clearCache: effect<Timed, Record<string, never>>(),
@@ -246,7 +250,10 @@ export const updateMachine = setup({
       const next = context.versions.find(
         (v) => v.status === 'DOWNLOADED' || v.status === 'REVERTED',
       );
-      if (next !== undefined) enqueue.sendTo(next.id, { type: 'APPLY' });
+      if (next === undefined) return;
+      // The child goes to `applying` (status DOWNLOADED); the mirror says the same.
+      enqueue.assign({ versions: withStatus(context.versions, next.versionCode, 'DOWNLOADED') });
+      enqueue.sendTo(next.id, { type: 'APPLY' });
     }),
     revertAll: enqueueActions(({ context, enqueue }) => {
       for (const v of context.versions) {
@@ -279,7 +286,7 @@ export const updateMachine = setup({
         nextCheckAt,
       });
     }),
-    completeInstall: enqueueActions(({ context, enqueue }) => {
+    completeInstall: enqueueActions(({ context, enqueue }, params: { warning: string | null }) => {
       for (const v of context.versions) enqueue.stopChild(v.id);
       enqueue.assign({
         lastResult: `installed ${context.versions.map((v) => v.versionNum).join(', ')}`,
@@ -293,7 +300,7 @@ export const updateMachine = setup({
         failedInstalls: 0,
         retries: RETRIES,
         installRequested: false,
-        lastError: null,
+        lastError: params.warning,
       });
     }),
     dropVersions: enqueueActions(({ context, enqueue }) => {
@@ -382,11 +389,13 @@ export const updateMachine = setup({
         input: ({ context }) => ({ reason: context.lastError ?? 'unknown' }),
         onDone: [
           {
+            // An install was interrupted: restore its backup, services stopped first.
             guard: ({ event }) => event.output.backup !== null,
-            target: 'rollingBack',
+            target: 'installing',
             actions: assign({
               backup: ({ event }) => event.output.backup,
-              job: 'install',
+              job: 'revert',
+              installId: ({ context }) => context.installId + 1,
               lastError: ({ context, event }) => `${context.lastError ?? ''}; ${event.output.note}`,
             }),
           },
@@ -414,7 +423,8 @@ export const updateMachine = setup({
       },
       on: {
         CHECK: 'checking',
-        INSTALL: { actions: assign({ installRequested: true }) },
+        // Versions still downloading: install as soon as they are complete.
+        INSTALL: { guard: 'hasVersions', actions: assign({ installRequested: true }) },
         CLEAR_CACHE: 'clearingCache',
         ROLLBACK: {
           guard: 'hasLastBackup',
@@ -785,9 +795,10 @@ export const updateMachine = setup({
           invoke: {
             id: 'confirmSelfUpdate',
             src: 'confirmSelfUpdate',
-            input: ({ context }) => ({
-              versionNum: context.versions.find((x) => x.agentBuild !== null)?.versionNum ?? '',
-            }),
+            input: ({ context }) => {
+              const v = context.versions.find((x) => x.agentBuild !== null);
+              return { versionNum: v?.versionNum ?? '', agentBuild: v?.agentBuild ?? '' };
+            },
             onDone: {
               target: 'startingServices',
               actions: assign({
@@ -802,6 +813,13 @@ export const updateMachine = setup({
               actions: assign({
                 lastError: ({ event }) => `self-update: ${errorText(event.error)}`,
               }),
+            },
+          },
+          on: {
+            // The updater gave up on the new agent and restored the old one.
+            'SELF_UPDATE.FAILED': {
+              target: '#update.rollingBack',
+              actions: assign({ lastError: ({ event }) => `self-update: ${event.error}` }),
             },
           },
         },
@@ -857,8 +875,20 @@ export const updateMachine = setup({
               ).replace(/[^A-Za-z0-9._-]/g, '_'),
               subject: `after update to ${context.versions.map((v) => v.versionNum).join(', ')}`,
             }),
-            onDone: { target: '#update.idle', actions: 'completeInstall' },
-            onError: { target: '#update.idle', actions: 'completeInstall' },
+            onDone: {
+              target: '#update.idle',
+              actions: { type: 'completeInstall', params: { warning: null } },
+            },
+            // Installed all the same; only the snapshot of the result is missing.
+            onError: {
+              target: '#update.idle',
+              actions: {
+                type: 'completeInstall',
+                params: ({ event }) => ({
+                  warning: `installed, but the snapshot after the update failed: ${errorText(event.error)}`,
+                }),
+              },
+            },
           },
         },
       },
@@ -949,7 +979,10 @@ export const updateMachine = setup({
               guard: 'isRevert',
               target: '#update.idle',
               actions: assign({
-                lastResult: ({ context }) => `rolled back to ${context.backup ?? '?'}`,
+                lastResult: ({ context }) =>
+                  rollbackFailed(context)
+                    ? `ROLLBACK to ${context.backup ?? '?'} FAILED`
+                    : `rolled back to ${context.backup ?? '?'}`,
                 heldBack: ({ context }) => context.lastInstalled,
                 lastBackup: null,
                 backup: null,
@@ -964,7 +997,9 @@ export const updateMachine = setup({
                 lastResult: ({ context }) =>
                   context.backup === null
                     ? 'install abandoned before any change'
-                    : `install failed; rolled back to ${context.backup}`,
+                    : rollbackFailed(context)
+                      ? `install failed; ROLLBACK to ${context.backup} FAILED`
+                      : `install failed; rolled back to ${context.backup}`,
                 backup: null,
                 job: null,
                 installRequested: false,

@@ -22,8 +22,6 @@ import {
   type ServiceState,
 } from './supervisor.ts';
 
-export const AGENT_VERSION = '0.1.0';
-
 export interface AgentStatus {
   pid: number;
   agentVersion: string;
@@ -56,6 +54,8 @@ export interface AgentDeps {
   fsCli: FreeswitchCli;
   system: SystemInfo;
   boxApp: BoxAppApi;
+  /** This agent's version (its package.json). */
+  agentVersion: string;
   /** The box config as loaded at start; kept fresh by every heartbeat. */
   boxConfig: BoxConfig;
 }
@@ -78,7 +78,7 @@ export class Agent {
     const now = new Date().toISOString();
     this.status = {
       pid: process.pid,
-      agentVersion: AGENT_VERSION,
+      agentVersion: deps.agentVersion,
       startedAt: now,
       updatedAt: now,
       settingsFile: deps.settings.file,

@@ -43,6 +43,14 @@ export interface ServiceControl {
   isRunning(name: 'java' | 'freeswitch'): Promise<boolean>;
 }
 
+/** Hands the agent over to a new build of itself (implemented by the CLI, which knows how). */
+export interface SelfUpdater {
+  /** Checks the build, starts the detached `boxkeeper self-update`, then asks this agent to exit. */
+  handOver(build: string, versionNum: string): Promise<void>;
+  /** Rejects unless the running agent is the build's version. */
+  confirm(build: string): Promise<void>;
+}
+
 export interface UpdateEffectsDeps {
   settings: Settings;
   cloud: CloudApi;
@@ -60,6 +68,7 @@ export interface UpdateEffectsDeps {
   configChanged?: () => void;
   /** The version of the agent that runs (self-update confirmation). */
   agentVersion: string;
+  selfUpdater?: SelfUpdater;
 }
 
 // The cloud's taskOpFlag values (TaskOp in the cloud client).
@@ -88,11 +97,25 @@ export class BoxUpdateEffects implements UpdateEffects {
     return this.d.settings.paths;
   }
 
-  /** Where a version's zip is extracted: patch/<versionNum>/<versionCode>/. */
-  contentDir(v: { versionNum: string; versionCode: string }): string {
+  /**
+   * Where a version's zip is extracted: patch/<versionNum>/<versionCode>-<md5 prefix>/ (a
+   * version re-published with other bytes gets a directory of its own).
+   */
+  contentDir(v: { versionNum: string; versionCode: string; fileMd5: string }): string {
     assertSafeSegment('versionNum', v.versionNum);
     assertSafeSegment('versionCode', v.versionCode);
-    return join(this.paths.patch, v.versionNum, v.versionCode);
+    const md5 = v.fileMd5.toLowerCase();
+    if (!/^[0-9a-f]*$/.test(md5)) throw new Error(`fileMd5 "${v.fileMd5}" is not hexadecimal`);
+    return join(
+      this.paths.patch,
+      v.versionNum,
+      md5 === '' ? v.versionCode : `${v.versionCode}-${md5.slice(0, 12)}`,
+    );
+  }
+
+  /** Marks an install in progress (its backup), for reconciling a lost patch.meta. */
+  private get installMarker(): string {
+    return join(this.paths.agentData, 'install-in-progress.json');
   }
 
   private async text(path: string): Promise<string> {
@@ -166,10 +189,12 @@ export class BoxUpdateEffects implements UpdateEffects {
   // ---- per-version install steps -----------------------------------------------------------
 
   private async content(v: PatchEffectInput): Promise<string | null> {
-    const dir = this.contentDir(v);
-    if (await this.d.fs.isDir(dir)) return dir;
     if (v.fileMd5 === '') return null;
-    throw new Error(`the files of ${v.versionNum} are missing from ${dir}; download it again`);
+    const dir = this.contentDir(v);
+    // Gone (cache cleared by hand, or a version imported from the Python tool, which extracted
+    // elsewhere): fetch it again — the zip if still valid, else from the cloud.
+    if (!(await this.d.fs.isDir(dir))) await this.downloadPatch(v, new AbortController().signal);
+    return dir;
   }
 
   private async dbPath(): Promise<string> {
@@ -222,11 +247,15 @@ export class BoxUpdateEffects implements UpdateEffects {
       const changed = await this.d.fs.copyFileAtomic(src, dest);
       this.d.logger.info({ version: v.versionNum, file: name, dest, changed }, 'file replaced');
     }
-    for (const name of ['boxkeeper', 'entrypoint.exe']) {
-      const build = join(content, name);
-      if (await this.d.fs.exists(build)) return { agentBuild: build };
+    // A build of the Python tool is not installed: boxkeeper replaces it.
+    if (await this.d.fs.exists(join(content, 'entrypoint.exe'))) {
+      this.d.logger.warn(
+        { version: v.versionNum },
+        'the patch carries entrypoint.exe (a build of the Python tool); boxkeeper does not install it',
+      );
     }
-    return { agentBuild: null };
+    const build = join(content, 'boxkeeper');
+    return { agentBuild: (await this.d.fs.isDir(build)) ? build : null };
   }
 
   async mergeSettings(v: PatchEffectInput): Promise<void> {
@@ -352,12 +381,15 @@ export class BoxUpdateEffects implements UpdateEffects {
     const snapshots = await this.d.snapshots();
     // Re-run after a crash: the backup of this attempt exists already (nothing was applied
     // before it was recorded), so it is the one.
-    if ((await snapshots.list()).some((v) => v.version === name)) return { version: name };
-    const r = await snapshots.commit({ version: name, subject });
-    return { version: r.version };
+    if (!(await snapshots.list()).some((v) => v.version === name))
+      await snapshots.commit({ version: name, subject });
+    await this.d.fs.writeAtomic(this.installMarker, JSON.stringify({ backup: name, subject }));
+    return { version: name };
   }
 
   async commitSnapshot({ version, subject }: { version: string; subject: string }) {
+    // The install is complete (services up, tasks resumed): nothing to reconcile any more.
+    await this.d.fs.remove(this.installMarker);
     const snapshots = await this.d.snapshots();
     const names = new Set((await snapshots.list()).map((v) => v.version));
     let name = version;
@@ -369,6 +401,7 @@ export class BoxUpdateEffects implements UpdateEffects {
   async rollbackSnapshot({ version }: { version: string }): Promise<void> {
     const snapshots = await this.d.snapshots();
     const r = await snapshots.rollback(version, { discardChanges: true });
+    await this.d.fs.remove(this.installMarker);
     this.d.logger.warn(
       { version, changed: r.changed },
       'box rolled back to the pre-update snapshot',
@@ -379,16 +412,22 @@ export class BoxUpdateEffects implements UpdateEffects {
   async reconcile({ reason }: { reason: string }) {
     this.d.logger.warn({ reason }, 'reconciling the update state from the box');
     let backup: string | null = null;
-    let note = 'no update was in progress';
+    let note = 'no install was in progress';
     try {
+      const marker = JSON.parse(
+        Buffer.from(await this.d.fs.readFile(this.installMarker)).toString('utf8'),
+      ) as { backup?: unknown };
+      const name = typeof marker.backup === 'string' ? marker.backup : '';
       const snapshots = await this.d.snapshots();
-      const newest = (await snapshots.list())[0];
-      if (newest?.subject.startsWith('before update to') === true) {
-        backup = newest.version;
-        note = `the newest snapshot ${newest.version} is a pre-update backup: rolling back to it`;
+      if ((await snapshots.list()).some((v) => v.version === name)) {
+        backup = name;
+        note = `an install was in progress (backup ${name}): the box is rolled back to it`;
+      } else {
+        note = `an install was in progress but its backup "${name}" is not in the repository; nothing rolled back`;
       }
     } catch (err) {
-      note = `snapshot repository unreadable (${errorMessage(err)}); nothing rolled back`;
+      if (!/ENOENT/.test(errorMessage(err)))
+        note = `cannot tell whether an install was in progress (${errorMessage(err)}); nothing rolled back`;
     }
     return { backup, note };
   }
@@ -404,11 +443,13 @@ export class BoxUpdateEffects implements UpdateEffects {
 
   // ---- self-update -------------------------------------------------------------------------
 
-  handOver(): Promise<void> {
-    return Promise.reject(new Error('self-update is not supported by this agent build yet'));
+  async handOver({ versionNum, agentBuild }: { versionNum: string; agentBuild: string }) {
+    if (this.d.selfUpdater === undefined) throw new Error('this agent cannot update itself here');
+    await this.d.selfUpdater.handOver(agentBuild, versionNum);
   }
 
-  confirmSelfUpdate(): Promise<void> {
-    return Promise.resolve();
+  async confirmSelfUpdate({ agentBuild }: { versionNum: string; agentBuild: string }) {
+    if (this.d.selfUpdater === undefined) throw new Error('this agent cannot update itself here');
+    await this.d.selfUpdater.confirm(agentBuild);
   }
 }

@@ -112,6 +112,11 @@ export interface UpdateEngineDeps {
   trace?: TraceSink;
   /** Extra inspection (e.g. the Stately inspector); never required. */
   inspect?: (event: InspectionEvent) => void;
+  /**
+   * false: no version check on the timer (an operator command running in-process does its one
+   * job and stops); default true.
+   */
+  periodicChecks?: boolean;
   /** A patch.meta write failed: the agent must stop (fail-stop) and resume from the file. */
   onFatal: (err: unknown) => void;
 }
@@ -144,6 +149,7 @@ function stampError(err: unknown, at: number): Error {
 
 type Machine = ReturnType<typeof buildMachine>;
 function buildMachine(
+  periodicChecks: boolean,
   gate: <I, O extends object>(
     name: string,
     fn: (i: I, s: AbortSignal) => Promise<unknown>,
@@ -164,7 +170,13 @@ function buildMachine(
     actors: {
       patch,
       // A wait has no effect to gate: after a crash it simply sleeps towards the same deadline.
-      waitUntil: fromPromise<Timed, { until: number }>(async ({ input, signal }) => {
+      waitUntil: fromPromise<Timed, { until: number }>(async ({ input, signal, self }) => {
+        if (!periodicChecks && self.id === 'waitForCheck') {
+          await new Promise<void>((resolve) => {
+            signal.addEventListener('abort', () => resolve(), { once: true });
+          });
+          return { at: now() };
+        }
         for (;;) {
           const left = input.until - now();
           if (left <= 0 || signal.aborted) return { at: now() };
@@ -194,8 +206,9 @@ function buildMachine(
       handOver: gate('handOver', (i: { versionNum: string; agentBuild: string }, s) =>
         e.handOver(i, s),
       ),
-      confirmSelfUpdate: gate('confirmSelfUpdate', (i: { versionNum: string }, s) =>
-        e.confirmSelfUpdate(i, s),
+      confirmSelfUpdate: gate(
+        'confirmSelfUpdate',
+        (i: { versionNum: string; agentBuild: string }, s) => e.confirmSelfUpdate(i, s),
       ),
       commitSnapshot: gate('commitSnapshot', (i: { version: string; subject: string }, s) =>
         e.commitSnapshot(i, s),
@@ -280,7 +293,7 @@ export class UpdateEngine {
           throw stampError(err, now());
         }
       });
-    const machine = buildMachine(gate, this.d.effects, now);
+    const machine = buildMachine(this.d.periodicChecks ?? true, gate, this.d.effects, now);
     const inspect = (ev: InspectionEvent) => {
       store.inspect(ev);
       this.traceEvent(ev);
@@ -456,4 +469,55 @@ export function describe(
     lastResult: c.lastResult,
     seq,
   };
+}
+
+/**
+ * Applies one event to the persisted state without running any effect, and writes the result
+ * (the self-updater records SELF_UPDATE.* this way while no agent runs). Returns the new state.
+ */
+export async function recordEvent(
+  metaPath: string,
+  metaFiles: MetaFiles,
+  policy: UpdatePolicy,
+  event: UpdateEvent,
+): Promise<string> {
+  const loaded = await loadPatchMeta(metaPath, policy, metaFiles);
+  if (loaded.kind !== 'restored')
+    throw new Error(`${metaPath}: no update state to record ${event.type} in (${loaded.kind})`);
+  const never = fromPromise<Timed, unknown>(() => new Promise<Timed>(() => undefined));
+  const patch = patchMachine.provide({
+    actors: {
+      downloadPatch: never,
+      applySql: never,
+      replaceFiles: never,
+      mergeSettings: never,
+      applyConfig: never,
+    } as never,
+  });
+  const inert = Object.fromEntries(
+    Object.keys(updateMachine.implementations.actors).map((k) => [k, never]),
+  );
+  const machine = updateMachine.provide({ actors: { ...inert, patch } });
+  const actor = createActor(machine, { snapshot: loaded.snapshot } as never);
+  actor.start();
+  try {
+    if (!actor.getSnapshot().can(event)) {
+      throw new Error(
+        `${event.type} does not apply in state ${statePath(actor.getSnapshot().value)}`,
+      );
+    }
+    actor.send(event);
+    const envelope = {
+      format: 1,
+      machineId: MACHINE_ID,
+      machineVersion: MACHINE_VERSION,
+      seq: loaded.seq + 1,
+      savedAt: metaFiles.now().toISOString(),
+      snapshot: actor.getPersistedSnapshot(),
+    };
+    await metaFiles.fs.writeAtomic(metaPath, JSON.stringify(envelope));
+    return statePath(actor.getSnapshot().value);
+  } finally {
+    actor.stop();
+  }
 }

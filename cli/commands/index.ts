@@ -2,6 +2,7 @@ import type { ExitCode } from '../../adapters/errors.ts';
 import { diagramCommand } from './diagram.ts';
 import { heartbeatCommand } from './heartbeat.ts';
 import { runCommand } from './run.ts';
+import { selfUpdateCommand } from './self-update.ts';
 import { snapshotCommand } from './snapshot.ts';
 import { statusCommand } from './status.ts';
 import { tokenCommand } from './token.ts';
@@ -37,5 +38,6 @@ export const commands: Record<string, Command> = Object.fromEntries(
     snapshotCommand,
     ...updateCommands,
     diagramCommand,
+    selfUpdateCommand,
   ].map((c) => [c.name, c]),
 );

@@ -6,7 +6,14 @@ import { loadBoxConfig, readAppPort } from '../../services/box-config.ts';
 import { errorMessage } from '../../adapters/errors.ts';
 import { platformRegistry } from '../../adapters/registry.ts';
 import { loadSettings } from '../../services/settings.ts';
-import { cloudFor, fsCliFor, loadContext, realWorld, settingsOption } from '../context.ts';
+import {
+  cloudFor,
+  fsCliFor,
+  agentInstall,
+  loadContext,
+  realWorld,
+  settingsOption,
+} from '../context.ts';
 import { createUpdateRuntime, serveControl, updatePolicy, type UpdateRuntime } from '../updates.ts';
 import type { Command } from './index.ts';
 
@@ -44,6 +51,7 @@ export const runCommand: Command = {
         system: realWorld.system,
         boxApp,
         boxConfig,
+        agentVersion: agentInstall().version,
       });
       current.agent = agent;
       let updates: UpdateRuntime | undefined;
@@ -72,9 +80,10 @@ export const runCommand: Command = {
         log.logger.warn('the update cycle is off ([update] enabled = off)');
         agent.start();
       }
-      const signal = await new Promise<NodeJS.Signals>((resolve) => {
+      const signal = await new Promise<string>((resolve) => {
         process.once('SIGINT', () => resolve('SIGINT'));
         process.once('SIGTERM', () => resolve('SIGTERM'));
+        void updates?.exitRequested.then(resolve);
       });
       log.logger.info({ signal }, 'stopping (box services keep running)');
       await control?.close();

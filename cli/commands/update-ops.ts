@@ -9,7 +9,14 @@ import type { UpdateEvent } from '../../machines/update.machine.ts';
 import { Agent } from '../../services/agent.ts';
 import { loadBoxConfig, readAppPort } from '../../services/box-config.ts';
 import type { UpdateStatus } from '../../services/update-engine.ts';
-import { cloudFor, fsCliFor, loadContext, realWorld, settingsOption } from '../context.ts';
+import {
+  cloudFor,
+  fsCliFor,
+  agentInstall,
+  loadContext,
+  realWorld,
+  settingsOption,
+} from '../context.ts';
 import { controlFile, createUpdateRuntime, updatePolicy } from '../updates.ts';
 import type { Command } from './index.ts';
 
@@ -140,7 +147,11 @@ function opCommand(
 }
 
 function exitFor(name: string, s: UpdateStatus): ExitCode {
+  // Handed over to the self-updater, which finishes the install with the new agent.
+  if (s.state.startsWith('installing.selfUpdat')) return ExitCode.ok;
   if (name === 'install' && s.lastResult?.startsWith('installed') !== true) return ExitCode.service;
+  if (name === 'rollback' && s.lastResult?.startsWith('rolled back') !== true)
+    return ExitCode.snapshot;
   return ExitCode.ok;
 }
 
@@ -173,11 +184,19 @@ async function inProcess(
       system: realWorld.system,
       boxApp,
       boxConfig,
+      agentVersion: agentInstall().version,
     });
     current.agent = agent;
-    const runtime = await createUpdateRuntime(ctx, agent, cloud, boxApp, (err) => {
-      failure = err;
-    });
+    const runtime = await createUpdateRuntime(
+      ctx,
+      agent,
+      cloud,
+      boxApp,
+      (err) => {
+        failure = err;
+      },
+      { periodicChecks: false },
+    );
     const engine = runtime.engine;
     try {
       agent.start({ holdServices: engine.servicesMustStayDown(), heartbeat: false });
@@ -193,7 +212,10 @@ async function inProcess(
       }
       // Leave the state the event entered before waiting for rest.
       await new Promise((r) => setTimeout(r, 50));
-      const status = await engine.settled(timeoutMs);
+      const status = await Promise.race([
+        engine.settled(timeoutMs),
+        runtime.exitRequested.then(() => engine.status()),
+      ]);
       if (failure !== undefined)
         throw new BoxkeeperError(
           `update state cannot be saved: ${errorMessage(failure)}`,

@@ -3,14 +3,14 @@
 // on failure, defers while calls are active, and takes operator commands.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { cp, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
 import { test } from 'node:test';
 import sqlite3 from 'sqlite3';
 import { buildStandinJar } from '../../fixtures/box/generate.ts';
 import type { SimVersion } from '../../fixtures/cloud-sim/server.ts';
 import type { UpdateStatus } from '../../services/update-engine.ts';
-import { setupE2E, type E2E } from '../helpers/cli.ts';
+import { alive, Daemon, REPO, setupE2E, waitUntil, type E2E } from '../helpers/cli.ts';
 
 const UPDATE_SETTINGS = {
   timer: { versionCheck: '2' },
@@ -79,7 +79,12 @@ async function tempFiles(dir: string): Promise<string[]> {
     for (const ent of await readdir(d, { withFileTypes: true }).catch(() => [])) {
       const p = join(d, ent.name);
       if (ent.isDirectory()) await walk(p);
-      else if (ent.name.includes('.bk-tmp-')) out.push(p);
+      // Temp files of live writers are work in progress; a dead writer's are debris.
+      else if (
+        /\.bk-tmp-(\d+)-/.test(ent.name) &&
+        !alive(Number(/\.bk-tmp-(\d+)-/.exec(ent.name)?.[1]))
+      )
+        out.push(p);
     }
   };
   await walk(dir);
@@ -401,10 +406,177 @@ test('"boxkeeper rollback" undoes the last update; "clear-cache" empties the pat
 
   const patchDir = join(e.box.boxRoot, 'patch');
   assert.ok((await readdir(patchDir)).includes('V1.8'));
+  // Without a daemon the command runs in-process (the daemon would download V1.8 again at once).
+  await d.stop();
   const c = await e.cli(['clear-cache']);
   assert.equal(c.code, 0, c.stderr);
   assert.deepEqual(
     (await readdir(patchDir)).filter((n) => !n.startsWith('patch.meta')),
     [],
   );
+});
+
+interface SelfUpdateBox {
+  e: E2E;
+  home: string;
+  version: string;
+  daemon: Daemon;
+  /** The agent the updater started, once known (stopped at the end of the test). */
+  track: (pid: number) => void;
+}
+
+/**
+ * A box whose agent runs from its own install (a copy of this source tree), so it can be
+ * swapped, and a cloud offering V1.8 with a new agent build (`edit` may break it). Packages
+ * resolve from a node_modules beside the install (a real build ships its own).
+ */
+async function selfUpdateBox(
+  t: { after: (fn: () => Promise<void>) => void },
+  edit: (files: Record<string, Buffer>) => void = () => undefined,
+  update: Record<string, string> = {},
+): Promise<SelfUpdateBox> {
+  const e = await setupE2E({
+    extraSettings: { ...UPDATE_SETTINGS, update: { ...UPDATE_SETTINGS.update, ...update } },
+  });
+  const home = join(e.box.root, 'agent');
+  await symlink(join(REPO, 'node_modules'), join(e.box.root, 'node_modules'), 'dir');
+  const files: Record<string, Buffer> = {};
+  for (const dir of ['adapters', 'cli', 'machines', 'services']) {
+    await cp(join(REPO, dir), join(home, dir), { recursive: true });
+    for (const f of await readdir(join(home, dir), { recursive: true, withFileTypes: true })) {
+      if (!f.isFile()) continue;
+      const abs = join(f.parentPath, f.name);
+      files[`boxkeeper/${relative(home, abs).split(sep).join('/')}`] = await readFile(abs);
+    }
+  }
+  const pkg = JSON.parse(await readFile(join(REPO, 'package.json'), 'utf8')) as { version: string };
+  await writeFile(join(home, 'package.json'), JSON.stringify({ ...pkg, name: 'boxkeeper' }));
+  files['boxkeeper/package.json'] = Buffer.from(
+    JSON.stringify({ ...pkg, name: 'boxkeeper', version: `${pkg.version}-next` }),
+  );
+  edit(files);
+  await e.sim.setScenario({
+    upgradeMark: 2,
+    versions: [
+      { versionNum: 'V1.7' },
+      {
+        versionNum: 'V1.8',
+        files: { 'icb-box.jar': await buildStandinJar({ version: 'V1.8' }), ...files },
+      },
+    ],
+  });
+  const others = new Set<number>();
+  t.after(async () => {
+    for (const pid of others) if (alive(pid)) process.kill(pid, 'SIGTERM');
+    await waitUntil(() => [...others].every((p) => !alive(p)), 15_000, 'agents to stop').catch(
+      () => undefined,
+    );
+    await e.close();
+  });
+  const daemon = new Daemon(['run', '--settings', e.box.settingsPath], {
+    main: join(home, 'cli', 'main.ts'),
+  });
+  e.daemons.push(daemon);
+  return { e, home, version: pkg.version, daemon, track: (pid) => others.add(pid) };
+}
+
+async function handedOver(d: Daemon): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const exited = await Promise.race([
+    d.exited,
+    new Promise<null>((r) => (timer = setTimeout(() => r(null), 60_000))),
+  ]);
+  clearTimeout(timer);
+  assert.ok(exited !== null, `the old agent did not exit for the hand-over\n${d.tail(40)}`);
+  assert.equal(exited.code, 0, d.tail(40));
+}
+
+test('self-update: the agent hands over to the new build, which comes up and finishes the update', async (t) => {
+  const { e, home, version, daemon: d, track } = await selfUpdateBox(t);
+  await handedOver(d);
+  const status = await waitUntil(
+    async () => {
+      const s = await e.readStatus();
+      if (s !== null && s.pid !== d.pid) track(s.pid);
+      return s?.agentVersion === `${version}-next` && s.update?.lastResult === 'installed V1.8'
+        ? s
+        : undefined;
+    },
+    60_000,
+    'the new agent to finish the update',
+  );
+  assert.ok(alive(status.pid));
+  const installed = JSON.parse(await readFile(join(home, 'package.json'), 'utf8')) as {
+    version: string;
+  };
+  assert.equal(installed.version, `${version}-next`);
+  const previous = JSON.parse(await readFile(`${home}.previous/package.json`, 'utf8')) as {
+    version: string;
+  };
+  assert.equal(previous.version, version, 'the previous install is kept');
+  assert.equal(
+    await readFile(join(e.agentData, 'self-update.json'), 'utf8').catch(() => null),
+    null,
+    'the self-update flag is cleared',
+  );
+  const meta = JSON.parse(await readFile(join(e.box.boxRoot, 'patch', 'patch.meta'), 'utf8')) as {
+    snapshot: { value: unknown; context: { versions: unknown[] } };
+  };
+  assert.ok(
+    ['idle', 'checking'].includes(String(meta.snapshot.value)),
+    String(meta.snapshot.value),
+  );
+  assert.deepEqual(meta.snapshot.context.versions, [], 'no version (and no agent build) pending');
+  await waitUntil(async () => (await appVersion(e)) === 'V1.8', 20_000, 'the V1.8 app to run');
+  assert.deepEqual(
+    e.sim.records.taskOps.map((o) => o.op),
+    ['pause', 'resume'],
+  );
+});
+
+test('self-update: a new build that does not come up is replaced by the old one and the update rolled back', async (t) => {
+  const {
+    e,
+    home,
+    version,
+    daemon: d,
+    track,
+  } = await selfUpdateBox(
+    t,
+    (files) => {
+      // Starts and answers --version, but its daemon dies at once.
+      const key = 'boxkeeper/services/agent.ts';
+      files[key] = Buffer.from(
+        String(files[key]).replace(
+          'start(options: AgentStartOptions = {}): void {',
+          "start(options: AgentStartOptions = {}): void {\n    throw new Error('broken build');",
+        ),
+      );
+    },
+    { max_failed_installs: '1' },
+  );
+  const jarBefore = await readFile(e.box.jarPath);
+  await handedOver(d);
+  const status = await waitUntil(
+    async () => {
+      const s = await e.readStatus();
+      if (s !== null && s.pid !== d.pid) track(s.pid);
+      return s?.agentVersion === version &&
+        s.pid !== d.pid &&
+        s.update?.lastResult?.startsWith('install failed') === true
+        ? s
+        : undefined;
+    },
+    90_000,
+    'the old agent to be back and the update rolled back',
+  );
+  assert.match(status.update?.lastError ?? '', /self-update/);
+  const installed = JSON.parse(await readFile(join(home, 'package.json'), 'utf8')) as {
+    version: string;
+  };
+  assert.equal(installed.version, version, 'the old install is back');
+  assert.deepEqual(await readFile(e.box.jarPath), jarBefore, 'the box is rolled back');
+  await waitUntil(async () => (await appVersion(e)) === 'V1.7', 20_000, 'the V1.7 app to run');
+  const ops = e.sim.records.taskOps.map((o) => o.op);
+  assert.deepEqual(ops, ['pause', 'resume']);
 });

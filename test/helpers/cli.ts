@@ -103,10 +103,12 @@ export interface CliOptions {
   env?: Record<string, string>;
   /** Killed (SIGKILL) after this long; default 30 s. */
   timeoutMs?: number;
+  /** The CLI entry to run (default: this checkout's cli/main.ts). */
+  main?: string;
 }
 
 function spawnCli(args: string[], opts: CliOptions): ChildProcess {
-  return spawn(process.execPath, ['--import', TSX_LOADER, CLI_MAIN, ...args], {
+  return spawn(process.execPath, ['--import', TSX_LOADER, opts.main ?? CLI_MAIN, ...args], {
     cwd: opts.cwd ?? REPO,
     env: childEnv(opts.env),
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -15,7 +15,7 @@ import { statePath } from '../../machines/update.machine.ts';
 import { Agent } from '../../services/agent.ts';
 import { loadBoxConfig, readAppPort } from '../../services/box-config.ts';
 import type { UpdateEffects } from '../../services/update-engine.ts';
-import { cloudFor, fsCliFor, loadContext, realWorld } from '../../cli/context.ts';
+import { cloudFor, fsCliFor, agentInstall, loadContext, realWorld } from '../../cli/context.ts';
 import { createUpdateRuntime } from '../../cli/updates.ts';
 import { join } from 'node:path';
 
@@ -84,6 +84,7 @@ const agent = new Agent({
   system: realWorld.system,
   boxApp,
   boxConfig,
+  agentVersion: agentInstall().version,
 });
 current.agent = agent;
 const runtime = await createUpdateRuntime(

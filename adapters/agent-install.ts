@@ -1,0 +1,76 @@
+// Where this boxkeeper is installed: the directory holding its package.json (name "boxkeeper"),
+// its version, and the path of the CLI entry inside it (dist/cli/main.js when built,
+// cli/main.ts when run from source). Self-update swaps that directory.
+import { existsSync, readFileSync } from 'node:fs';
+import { cp, rename, rm } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { fsyncDir } from './fs-atomic.ts';
+
+export interface AgentInstall {
+  home: string;
+  version: string;
+  /** The CLI entry, relative to home. */
+  entry: string;
+}
+
+export function readAgentPackage(dir: string): { name: string; version: string } | undefined {
+  try {
+    const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+      name?: unknown;
+      version?: unknown;
+    };
+    if (pkg.name !== 'boxkeeper' || typeof pkg.version !== 'string') return undefined;
+    return { name: pkg.name, version: pkg.version };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The install containing `entryFile` (the CLI main module's path or file URL). */
+export function findAgentInstall(entryFile: string): AgentInstall {
+  const file = entryFile.startsWith('file:') ? fileURLToPath(entryFile) : entryFile;
+  for (let dir = dirname(file); ; dir = dirname(dir)) {
+    const pkg = readAgentPackage(dir);
+    if (pkg !== undefined) return { home: dir, version: pkg.version, entry: relative(dir, file) };
+    if (dirname(dir) === dir) {
+      throw new Error(`no boxkeeper package.json above ${file}: cannot tell the agent's install`);
+    }
+  }
+}
+
+/** `<home>.incoming`, `<home>.previous`: siblings used while swapping the install. */
+export function swapPaths(home: string): { incoming: string; previous: string } {
+  return { incoming: `${home}.incoming`, previous: `${home}.previous` };
+}
+
+/**
+ * Makes `home` a copy of `build`, keeping the old install as `<home>.previous`. Each step is a
+ * rename, so an interrupted swap is finished by running it again.
+ */
+export async function swapAgentInstall(home: string, build: string): Promise<void> {
+  const { incoming, previous } = swapPaths(home);
+  if (!existsSync(home) && existsSync(incoming)) {
+    // Interrupted between the two renames: finish.
+    await rename(incoming, home);
+    await fsyncDir(dirname(home));
+    return;
+  }
+  await rm(incoming, { recursive: true, force: true });
+  await cp(build, incoming, { recursive: true, verbatimSymlinks: true });
+  await rm(previous, { recursive: true, force: true });
+  await rename(home, previous);
+  await rename(incoming, home);
+  await fsyncDir(dirname(home));
+}
+
+/** Puts `<home>.previous` back (the new build failed); the failed one is kept aside. */
+export async function restoreAgentInstall(home: string, stamp: string): Promise<string> {
+  const { previous } = swapPaths(home);
+  if (!existsSync(previous)) throw new Error(`no previous install at ${previous} to restore`);
+  const failed = `${home}.failed-${stamp}`;
+  if (existsSync(home)) await rename(home, failed);
+  await rename(previous, home);
+  await fsyncDir(dirname(home));
+  return failed;
+}
