@@ -14,7 +14,7 @@ import type { Agent } from '../services/agent.ts';
 import type { Settings } from '../services/settings.ts';
 import type { SnapshotService } from '../services/snapshots.ts';
 import { listUnfinishedTasks } from '../services/tasks.ts';
-import { BoxUpdateEffects } from '../services/update-effects.ts';
+import { BoxUpdateEffects, type ServiceControl } from '../services/update-effects.ts';
 import { UpdateEngine, type UpdateEffects } from '../services/update-engine.ts';
 import { agentInstall, fsCliFor, realWorld, type Context } from './context.ts';
 import { cliSelfUpdater } from './self-update.ts';
@@ -39,6 +39,11 @@ export function controlFile(settings: Settings): string {
 export interface UpdateRuntimeHooks {
   /** false for operator commands run in-process: no version check on the timer. */
   periodicChecks?: boolean;
+  /** Replay: file operations confined to a box copy, services and cloud tasks left alone. */
+  fs?: PatchFs;
+  services?: ServiceControl;
+  cloud?: CloudApi;
+  trace?: { path: string; write: (line: string) => void };
   // Test seams (the crash test kills the process inside an effect or a patch.meta write).
   wrapEffects?: (effects: UpdateEffects) => UpdateEffects;
   metaFs?: PatchFs;
@@ -81,21 +86,21 @@ export async function createUpdateRuntime(
       logger.info({ files: removed }, 'removed temp files of interrupted writes');
   }
   let snapshots: { service: SnapshotService; close: () => Promise<void> } | undefined;
-  const trace = openTraceFile(join(settings.paths.agentData, 'traces'), 'update');
+  const trace = hooks.trace ?? openTraceFile(join(settings.paths.agentData, 'traces'), 'update');
   const engineRef: { engine?: UpdateEngine } = {};
   let requestExit: (why: string) => void = () => undefined;
   const exitRequested = new Promise<string>((resolve) => (requestExit = resolve));
   const boxEffects = new BoxUpdateEffects({
     settings,
-    cloud,
-    fs: nodePatchFs,
+    cloud: hooks.cloud ?? cloud,
+    fs: hooks.fs ?? nodePatchFs,
     sqlite: sqliteAdapter,
     extractZip: (zip, dest) => extractZipSafely(zip, dest),
     snapshots: async () => {
       snapshots ??= await updaterSnapshots(ctx);
       return snapshots.service;
     },
-    services: agent.serviceControl,
+    services: hooks.services ?? agent.serviceControl,
     unfinishedTasks: async () =>
       (
         await listUnfinishedTasks({
@@ -119,7 +124,7 @@ export async function createUpdateRuntime(
   const effects = hooks.wrapEffects?.(boxEffects) ?? boxEffects;
   const engine = new UpdateEngine({
     metaPath: settings.paths.patchMeta,
-    metaFiles: { fs: hooks.metaFs ?? nodePatchFs, now: () => new Date() },
+    metaFiles: { fs: hooks.metaFs ?? hooks.fs ?? nodePatchFs, now: () => new Date() },
     policy: updatePolicy(settings),
     effects,
     logger,

@@ -1,6 +1,7 @@
 import type { ExitCode } from '../../adapters/errors.ts';
 import { diagramCommand } from './diagram.ts';
 import { heartbeatCommand } from './heartbeat.ts';
+import { replayCommand } from './replay.ts';
 import { runCommand } from './run.ts';
 import { selfUpdateCommand } from './self-update.ts';
 import { snapshotCommand } from './snapshot.ts';
@@ -39,5 +40,6 @@ export const commands: Record<string, Command> = Object.fromEntries(
     ...updateCommands,
     diagramCommand,
     selfUpdateCommand,
+    replayCommand,
   ].map((c) => [c.name, c]),
 );
