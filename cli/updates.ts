@@ -1,5 +1,6 @@
 // Wiring of the update lifecycle: real effects, the engine, the trace file, the control channel.
 import { dirname, join } from 'node:path';
+import type { InspectionEvent } from 'xstate';
 import { removeStaleTemps } from '../adapters/fs-atomic.ts';
 import type { BoxAppApi } from '../adapters/box-app.ts';
 import type { CloudApi } from '../adapters/cloud-client.ts';
@@ -44,6 +45,8 @@ export interface UpdateRuntimeHooks {
   services?: ServiceControl;
   cloud?: CloudApi;
   trace?: { path: string; write: (line: string) => void };
+  /** Extra inspection, e.g. the Stately inspector (`--inspect`). */
+  inspect?: (event: InspectionEvent) => void;
   // Test seams (the crash test kills the process inside an effect or a patch.meta write).
   wrapEffects?: (effects: UpdateEffects) => UpdateEffects;
   metaFs?: PatchFs;
@@ -131,6 +134,7 @@ export async function createUpdateRuntime(
     trace,
     onFatal,
     periodicChecks: hooks.periodicChecks ?? true,
+    ...(hooks.inspect === undefined ? {} : { inspect: hooks.inspect }),
   });
   engineRef.engine = engine;
   await engine.load();

@@ -10,6 +10,7 @@ import { decodeConfigText } from '../../adapters/ini.ts';
 import { BoxkeeperError, ExitCode, UsageError } from '../../adapters/errors.ts';
 import { nodePatchFs, type PatchFs } from '../../adapters/patch-fs.ts';
 import { platformRegistry } from '../../adapters/registry.ts';
+import { connectInspector, releaseProcess } from '../../adapters/inspector.ts';
 import { createLogger } from '../../adapters/logger.ts';
 import { Agent } from '../../services/agent.ts';
 import { loadBoxConfig, readAppPort } from '../../services/box-config.ts';
@@ -67,6 +68,7 @@ export const replayCommand: Command = {
     box: { type: 'string', help: 'a copy of the box directory (it is modified)' },
     settings: { type: 'string', help: 'settings.ini of the box copy' },
     timeout: { type: 'string', help: 'seconds to run at most (default 600)' },
+    inspect: { type: 'string', help: 'also stream to a Stately inspector at ws://HOST:PORT' },
   },
   positionals: true,
   async run(args) {
@@ -88,6 +90,8 @@ export const replayCommand: Command = {
         throw new UsageError(`no settings.ini at ${settingsFile}; pass --settings`);
       }),
     );
+    const inspector =
+      typeof args.values.inspect === 'string' ? connectInspector(args.values.inspect) : undefined;
     const tmp = await mkdtemp(join(tmpdir(), 'bk-replay-'));
     try {
       const tmpSettings = join(tmp, 'settings.ini');
@@ -157,6 +161,7 @@ export const replayCommand: Command = {
                 ),
             },
             trace: { path: '(stdout)', write: (line) => process.stdout.write(`${line}\n`) },
+            ...(inspector === undefined ? {} : { inspect: inspector.inspect }),
           },
         );
         try {
@@ -175,6 +180,10 @@ export const replayCommand: Command = {
       return ExitCode.ok;
     } finally {
       await rm(tmp, { recursive: true, force: true });
+      if (inspector !== undefined) {
+        inspector.close();
+        releaseProcess();
+      }
     }
   },
 };

@@ -4,6 +4,7 @@ import { acquireInstanceLock } from '../../adapters/instance-lock.ts';
 import { Agent } from '../../services/agent.ts';
 import { loadBoxConfig, readAppPort } from '../../services/box-config.ts';
 import { errorMessage } from '../../adapters/errors.ts';
+import { connectInspector, releaseProcess } from '../../adapters/inspector.ts';
 import { platformRegistry } from '../../adapters/registry.ts';
 import { loadSettings } from '../../services/settings.ts';
 import {
@@ -25,9 +26,17 @@ export const runCommand: Command = {
     'Runs the boxkeeper daemon for one box: keeps Java and FreeSWITCH running and sends\n' +
     'heartbeats to the cloud platform. One instance per box (a lock in [paths] agent_data).\n' +
     'Stops on SIGINT/SIGTERM; the box services keep running.',
-  options: { ...settingsOption },
+  options: {
+    ...settingsOption,
+    inspect: {
+      type: 'string',
+      help: 'stream the update statecharts to a Stately inspector (ws://HOST:PORT)',
+    },
+  },
   async run(args) {
     const ctx = await loadContext(args, 'auto');
+    const inspector =
+      typeof args.values.inspect === 'string' ? connectInspector(args.values.inspect) : undefined;
     const { settings, log } = ctx;
     const lock = await acquireInstanceLock(
       join(settings.paths.agentData, 'agent.lock'),
@@ -57,11 +66,18 @@ export const runCommand: Command = {
       let updates: UpdateRuntime | undefined;
       let control: { close(): Promise<void> } | undefined;
       if (settings.update.enabled) {
-        updates = await createUpdateRuntime(ctx, agent, cloud, boxApp, (err) => {
-          // Fail-stop: nothing more can be made durable; the next start resumes from the file.
-          log.logger.fatal({ err: errorMessage(err) }, 'update state cannot be saved; exiting');
-          process.exit(1);
-        });
+        updates = await createUpdateRuntime(
+          ctx,
+          agent,
+          cloud,
+          boxApp,
+          (err) => {
+            // Fail-stop: nothing more can be made durable; the next start resumes from the file.
+            log.logger.fatal({ err: errorMessage(err) }, 'update state cannot be saved; exiting');
+            process.exit(1);
+          },
+          inspector === undefined ? {} : { inspect: inspector.inspect },
+        );
         agent.start({ holdServices: updates.engine.servicesMustStayDown() });
         updates.engine.start();
         const engine = updates.engine;
@@ -92,6 +108,10 @@ export const runCommand: Command = {
     } finally {
       await lock.release();
       log.close();
+      if (inspector !== undefined) {
+        inspector.close();
+        releaseProcess();
+      }
     }
     return ExitCode.ok;
   },

@@ -4,8 +4,10 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { WebSocketServer } from 'ws';
 import { buildStandinJar } from '../../fixtures/box/generate.ts';
 import type { UpdateStatus } from '../../services/update-engine.ts';
 import { childEnv, REPO, runCli, setupE2E, TSX_LOADER } from '../helpers/cli.ts';
@@ -23,7 +25,8 @@ function crashChild(settings: string, env: Record<string, string>) {
   });
 }
 
-test('replay re-runs an interrupted install from its patch.meta on a copy of the box', async (t) => {
+/** A box whose agent was killed mid-install, and a copy of it to replay against. */
+async function interrupted(t: { after: (fn: () => Promise<void>) => void }) {
   const jar18 = await buildStandinJar({ version: 'V1.8' });
   const e = await setupE2E({
     extraSettings: {
@@ -41,6 +44,7 @@ test('replay re-runs an interrupted install from its patch.meta on a copy of the
               'icb-box.jar': jar18,
               'data/001.sql': 'BEGIN TRANSACTION;\nCREATE TABLE flow (id INTEGER);\nCOMMIT;\n',
             },
+            argumentConfigMap: { callboxPassword: 's3cret-v18' },
           },
         ],
       },
@@ -61,17 +65,25 @@ test('replay re-runs an interrupted install from its patch.meta on a copy of the
 
   const boxCopy = join(copy, 'box');
   await cp(e.box.boxRoot, boxCopy, { recursive: true, verbatimSymlinks: true });
-  const r = await runCli(
-    [
-      'replay',
-      metaPath,
-      '--box',
-      boxCopy,
-      '--settings',
-      join(boxCopy, 'RemoteManagerDist', 'settings', 'settings.ini'),
-    ],
-    { timeoutMs: 60_000 },
-  );
+  const replay = (extra: string[] = []) =>
+    runCli(
+      [
+        'replay',
+        metaPath,
+        '--box',
+        boxCopy,
+        '--settings',
+        join(boxCopy, 'RemoteManagerDist', 'settings', 'settings.ini'),
+        ...extra,
+      ],
+      { timeoutMs: 60_000 },
+    );
+  return { e, metaPath, metaBefore, jarBefore, jar18, boxCopy, replay };
+}
+
+test('replay re-runs an interrupted install from its patch.meta on a copy of the box', async (t) => {
+  const { e, metaPath, metaBefore, jarBefore, jar18, boxCopy, replay } = await interrupted(t);
+  const r = await replay();
   assert.equal(r.code, 0, r.stderr + r.stdout.slice(-2000));
   const lines = r.stdout
     .trim()
@@ -97,4 +109,33 @@ test('replay re-runs an interrupted install from its patch.meta on a copy of the
   assert.deepEqual(await readFile(join(boxCopy, 'icb-box.jar')), jar18, 'the copy is updated');
   assert.deepEqual(await readFile(e.box.jarPath), jarBefore, 'the original box is untouched');
   assert.equal(await readFile(metaPath, 'utf8'), metaBefore, 'the original patch.meta too');
+});
+
+test('--inspect streams to a Stately inspector, masks secrets, and never keeps the process alive', async (t) => {
+  const { replay } = await interrupted(t);
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  t.after(() => new Promise<void>((r) => server.close(() => r())));
+  await new Promise((r) => server.once('listening', r));
+  const port = (server.address() as AddressInfo).port;
+  const messages: string[] = [];
+  server.on('connection', (ws) =>
+    ws.on('message', (m: Buffer) => messages.push(m.toString('utf8'))),
+  );
+  const r = await replay(['--inspect', `ws://127.0.0.1:${port}`]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.timedOut, false);
+  const types = new Set(messages.map((m) => (JSON.parse(m) as { type: string }).type));
+  assert.ok(types.has('@xstate.actor') && types.has('@xstate.snapshot'), [...types].join(', '));
+  assert.ok(
+    messages.some((m) => m.includes('callboxPassword')),
+    'contexts are streamed',
+  );
+  assert.ok(!messages.some((m) => m.includes('s3cret-v18')), 'secrets are masked');
+
+  // Nobody listening: the inspector retries every 5 s, the command still ends.
+  server.close();
+  const started = Date.now();
+  const alone = await replay(['--inspect', `ws://127.0.0.1:${port}`]);
+  assert.equal(alone.code, 0, alone.stderr);
+  assert.ok(Date.now() - started < 30_000, `took ${Date.now() - started} ms`);
 });
