@@ -3,7 +3,7 @@
 // on failure, defers while calls are active, and takes operator commands.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { cp, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { test } from 'node:test';
 import sqlite3 from 'sqlite3';
@@ -579,4 +579,127 @@ test('self-update: a new build that does not come up is replaced by the old one 
   await waitUntil(async () => (await appVersion(e)) === 'V1.7', 20_000, 'the V1.7 app to run');
   const ops = e.sim.records.taskOps.map((o) => o.op);
   assert.deepEqual(ops, ['pause', 'resume']);
+});
+
+async function sqliteFile(path: string, sql: string): Promise<Buffer> {
+  await new Promise<void>((resolve, reject) => {
+    const d = new sqlite3.Database(path, (err) => {
+      if (err !== null) return reject(err);
+      d.exec(sql, (e) => d.close(() => (e === null ? resolve() : reject(e))));
+    });
+  });
+  return readFile(path);
+}
+
+test("a patch in the deployed tool's layout installs unchanged: DB switch, partial settings.ini, start.exe, application.yml", async (t) => {
+  const e = await setupE2E({ extraSettings: UPDATE_SETTINGS });
+  t.after(() => e.close());
+  const newDb = await sqliteFile(
+    join(e.box.root, 'new.db'),
+    'CREATE TABLE task (id INTEGER PRIMARY KEY, status INTEGER);' +
+      'INSERT INTO task VALUES (201, 1), (202, 4);' +
+      "CREATE TABLE release (name TEXT); INSERT INTO release VALUES ('V1.8');",
+  );
+  const yml = (await readFile(e.box.appYmlPath, 'utf8')) + 'feature-x: enabled\n';
+  await e.sim.setScenario({
+    upgradeMark: 2,
+    versions: [
+      { versionNum: 'V1.7' },
+      {
+        versionNum: 'V1.8',
+        files: {
+          'data/ztdb-version2': newDb,
+          'data/001.sql':
+            'BEGIN TRANSACTION;\r\nUPDATE task SET status = 4 WHERE id = 101;\r\nCOMMIT;\r\n',
+          'settings.ini': '[general]\nlog_expiration = 15\n',
+          'application.yml': yml,
+          'start.exe': 'MZ new launcher',
+        },
+      },
+    ],
+  });
+  const settingsBefore = await readFile(e.box.settingsPath, 'utf8');
+  const oldDb = e.box.dbPath;
+  const d = e.startDaemon();
+  await d.waitUntil(
+    async () => ((await updateStatus(e))?.lastResult === 'installed V1.8' ? true : undefined),
+    40_000,
+    'V1.8 to be installed',
+  );
+  // The script ran against the database configured before the switch.
+  const [row] = await dbQuery<{ status: number }>(oldDb, 'SELECT status FROM task WHERE id = 101');
+  assert.equal(row?.status, 4);
+  const config = await readFile(e.box.configIniPath, 'utf8');
+  assert.match(config, /^name = ztdb-version2$/m, 'configuration.ini names the new database');
+  const newDbPath = join(e.box.boxRoot, 'data', 'ztdb-version2');
+  assert.deepEqual(await dbQuery(newDbPath, 'SELECT name FROM release'), [{ name: 'V1.8' }]);
+  const ymlAfter = await readFile(e.box.appYmlPath, 'utf8');
+  assert.match(ymlAfter, /^feature-x: enabled$/m, "the patch's application.yml");
+  assert.ok(ymlAfter.includes(`jdbc:sqlite:${newDbPath}`), 'the datasource follows the switch');
+  const settingsAfter = await readFile(e.box.settingsPath, 'utf8');
+  assert.match(settingsAfter, /^log_expiration\s*=\s*15\b/m);
+  const untouched = (s: string) => s.split('\n').filter((l) => !l.startsWith('log_expiration'));
+  assert.deepEqual(
+    untouched(settingsAfter),
+    untouched(settingsBefore),
+    'comments and other keys kept',
+  );
+  assert.equal(
+    await readFile(join(e.box.boxRoot, 'RemoteManagerDist', 'start.exe'), 'utf8'),
+    'MZ new launcher',
+  );
+  // The app runs on the new database: its unfinished tasks are the new DB's.
+  await d.waitUntil(
+    async () => {
+      const r = await fetch(`http://127.0.0.1:${e.box.appPort}/task/listUnFinishTaskNos`).catch(
+        () => undefined,
+      );
+      const body = (await r?.json().catch(() => undefined)) as { content?: unknown } | undefined;
+      return JSON.stringify(body?.content) === '[201]' ? true : undefined;
+    },
+    20_000,
+    'the app to read the new database',
+  );
+});
+
+test('a Python-era patch.meta is imported: its downloaded mandatory update is installed from the zip it left', async (t) => {
+  const e = await setupE2E({
+    extraSettings: UPDATE_SETTINGS,
+    sim: { scenario: { upgradeMark: 2, versions: [{ versionNum: 'V1.7' }, await v18()] } },
+  });
+  t.after(() => e.close());
+  const v = e.sim.versions().find((x) => x.versionNum === 'V1.8');
+  assert.ok(v?.zip != null);
+  const patchDir = join(e.box.boxRoot, 'patch');
+  await mkdir(join(patchDir, 'V1.8'), { recursive: true });
+  await writeFile(join(patchDir, 'V1.8', `${v.versionCode}.zip`), v.zip);
+  await writeFile(
+    join(patchDir, 'patch.meta'),
+    JSON.stringify({
+      state: 3,
+      list: [
+        {
+          version_code: v.versionCode,
+          version_num: 'V1.8',
+          file_MD5: v.fileMd5,
+          remark: 'new call flow',
+          status: 2,
+          argument_config_map: { citynum: '010' },
+        },
+      ],
+      retries: 5,
+      mark: 2,
+      self_update_version: null,
+    }),
+  );
+  const d = e.startDaemon();
+  await d.waitUntil(
+    async () => ((await updateStatus(e))?.lastResult === 'installed V1.8' ? true : undefined),
+    40_000,
+    'the imported update to be installed',
+  );
+  assert.equal(e.sim.records.downloads.length, 0, 'the zip the Python tool left was used');
+  assert.ok((await readdir(patchDir)).some((n) => n.startsWith('patch.meta.python-')));
+  assert.match(await readFile(e.box.configIniPath, 'utf8'), /^num = 010$/m);
+  await d.waitUntil(async () => (await appVersion(e)) === 'V1.8', 20_000, 'the V1.8 app to run');
 });
