@@ -2,7 +2,7 @@
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findAgentInstall, type AgentInstall } from '../adapters/agent-install.ts';
-import { createBoxAppClient } from '../adapters/box-app.ts';
+import { createBoxAppClient, type BoxAppApi } from '../adapters/box-app.ts';
 import { createCloudClient, type CloudApi } from '../adapters/cloud-client.ts';
 import { nodeFiles } from '../adapters/files.ts';
 import { createFreeswitchCli, type FreeswitchCli } from '../adapters/freeswitch.ts';
@@ -11,7 +11,8 @@ import { nodeProcesses } from '../adapters/processes.ts';
 import { platformRegistry } from '../adapters/registry.ts';
 import { createSystemInfo } from '../adapters/system.ts';
 import { executableName } from '../services/box-paths.ts';
-import type { BoxConfig } from '../services/box-config.ts';
+import { loadBoxConfig, readAppPort, type BoxConfig } from '../services/box-config.ts';
+import { Agent } from '../services/agent.ts';
 import { loadSettings, locateSettings, type Settings } from '../services/settings.ts';
 import type { CommandArgs } from './commands/index.ts';
 
@@ -79,3 +80,32 @@ export const realWorld = {
   system: createSystemInfo(process.platform, nodeProcesses),
   boxApp: createBoxAppClient,
 };
+
+/**
+ * The agent for this box with its cloud client and box app client. The cloud client signs with
+ * whatever configuration.ini the agent last read.
+ */
+export async function createBoxAgent(
+  ctx: Context,
+): Promise<{ agent: Agent; cloud: CloudApi; boxApp: BoxAppApi }> {
+  const { settings, log } = ctx;
+  const boxConfig = await loadBoxConfig(settings.paths.config, realWorld.files.readFile);
+  const port = await readAppPort(settings.paths.appYml, realWorld.files.readFile);
+  const current = { agent: undefined as Agent | undefined };
+  const cloud = cloudFor(ctx, () => current.agent?.boxConfig ?? boxConfig);
+  const boxApp = realWorld.boxApp(port);
+  const agent = new Agent({
+    settings,
+    logger: log.logger,
+    files: realWorld.files,
+    processes: realWorld.processes,
+    cloud,
+    fsCli: fsCliFor(settings),
+    system: realWorld.system,
+    boxApp,
+    boxConfig,
+    agentVersion: agentInstall().version,
+  });
+  current.agent = agent;
+  return { agent, cloud, boxApp };
+}

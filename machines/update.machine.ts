@@ -239,6 +239,14 @@ export const updateMachine = setup({
     selfUpdate: ({ context }) => context.versions.some((v) => v.agentBuild !== null),
   },
   actions: {
+    startInstall: assign({ job: 'install', installId: ({ context }) => context.installId + 1 }),
+    // `boxkeeper rollback`: the same steps as an install up to the stopped services, then the
+    // restore of the last update's backup.
+    startRevert: assign({
+      job: 'revert',
+      backup: ({ context }) => context.lastBackup,
+      installId: ({ context }) => context.installId + 1,
+    }),
     downloadNext: enqueueActions(({ context, enqueue }) => {
       const next = context.versions.find((v) => v.status === 'PENDING');
       if (next !== undefined) {
@@ -375,7 +383,7 @@ export const updateMachine = setup({
               'SELF_UPDATE_COMPLETE',
             ].includes(context.startup.imported ?? ''),
           target: 'installing',
-          actions: assign({ job: 'install', installId: ({ context }) => context.installId + 1 }),
+          actions: 'startInstall',
         },
         { guard: 'incompleteDownloads', target: 'downloading' },
         { target: 'idle' },
@@ -426,15 +434,7 @@ export const updateMachine = setup({
         // Versions still downloading: install as soon as they are complete.
         INSTALL: { guard: 'hasVersions', actions: assign({ installRequested: true }) },
         CLEAR_CACHE: 'clearingCache',
-        ROLLBACK: {
-          guard: 'hasLastBackup',
-          target: 'installing',
-          actions: assign({
-            job: 'revert',
-            backup: ({ context }) => context.lastBackup,
-            installId: ({ context }) => context.installId + 1,
-          }),
-        },
+        ROLLBACK: { guard: 'hasLastBackup', target: 'installing', actions: 'startRevert' },
       },
     },
     checking: {
@@ -503,7 +503,7 @@ export const updateMachine = setup({
         {
           guard: 'installNow',
           target: 'installing',
-          actions: assign({ job: 'install', installId: ({ context }) => context.installId + 1 }),
+          actions: 'startInstall',
         },
         { guard: 'allReady', target: 'awaitingInstall' },
         { target: 'idle' },
@@ -568,18 +568,10 @@ export const updateMachine = setup({
         CHECK: 'checking',
         INSTALL: {
           target: 'installing',
-          actions: assign({ job: 'install', installId: ({ context }) => context.installId + 1 }),
+          actions: 'startInstall',
         },
         CLEAR_CACHE: 'clearingCache',
-        ROLLBACK: {
-          guard: 'hasLastBackup',
-          target: 'installing',
-          actions: assign({
-            job: 'revert',
-            backup: ({ context }) => context.lastBackup,
-            installId: ({ context }) => context.installId + 1,
-          }),
-        },
+        ROLLBACK: { guard: 'hasLastBackup', target: 'installing', actions: 'startRevert' },
       },
     },
     clearingCache: {

@@ -12,12 +12,10 @@ import { nodePatchFs, type PatchFs } from '../../adapters/patch-fs.ts';
 import { platformRegistry } from '../../adapters/registry.ts';
 import { connectInspector, releaseProcess } from '../../adapters/inspector.ts';
 import { createLogger } from '../../adapters/logger.ts';
-import { Agent } from '../../services/agent.ts';
-import { loadBoxConfig, readAppPort } from '../../services/box-config.ts';
 import { mergeIniText } from '../../services/config-edit.ts';
 import { loadSettings } from '../../services/settings.ts';
 import type { ServiceControl } from '../../services/update-effects.ts';
-import { agentInstall, cloudFor, fsCliFor, realWorld } from '../context.ts';
+import { realWorld, createBoxAgent } from '../context.ts';
 import { createUpdateRuntime } from '../updates.ts';
 import type { Command } from './index.ts';
 
@@ -120,23 +118,7 @@ export const replayCommand: Command = {
         process.stdout.write(`${JSON.stringify({ replay: what })}\n`);
       };
       try {
-        const boxConfig = await loadBoxConfig(settings.paths.config, realWorld.files.readFile);
-        const port = await readAppPort(settings.paths.appYml, realWorld.files.readFile);
-        const current = { agent: undefined as Agent | undefined };
-        const cloud = cloudFor(ctx, () => current.agent?.boxConfig ?? boxConfig);
-        const agent = new Agent({
-          settings,
-          logger: log.logger,
-          files: realWorld.files,
-          processes: realWorld.processes,
-          cloud,
-          fsCli: fsCliFor(settings),
-          system: realWorld.system,
-          boxApp: realWorld.boxApp(port),
-          boxConfig,
-          agentVersion: agentInstall().version,
-        });
-        current.agent = agent;
+        const { agent, cloud, boxApp } = await createBoxAgent(ctx);
         const services: ServiceControl = {
           stopAll: () => Promise.resolve(say('services would be stopped')),
           startAll: () => Promise.resolve(say('services would be started and checked')),
@@ -147,7 +129,7 @@ export const replayCommand: Command = {
           ctx,
           agent,
           cloud,
-          realWorld.boxApp(port),
+          boxApp,
           (err) => say(`patch.meta write failed: ${String(err)}`),
           {
             periodicChecks: false,

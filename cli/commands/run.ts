@@ -1,20 +1,11 @@
 import { join } from 'node:path';
 import { ExitCode } from '../../adapters/errors.ts';
 import { acquireInstanceLock } from '../../adapters/instance-lock.ts';
-import { Agent } from '../../services/agent.ts';
-import { loadBoxConfig, readAppPort } from '../../services/box-config.ts';
 import { errorMessage } from '../../adapters/errors.ts';
 import { connectInspector, releaseProcess } from '../../adapters/inspector.ts';
 import { platformRegistry } from '../../adapters/registry.ts';
 import { loadSettings } from '../../services/settings.ts';
-import {
-  cloudFor,
-  fsCliFor,
-  agentInstall,
-  loadContext,
-  realWorld,
-  settingsOption,
-} from '../context.ts';
+import { loadContext, realWorld, settingsOption, createBoxAgent } from '../context.ts';
 import { createUpdateRuntime, serveControl, updatePolicy, type UpdateRuntime } from '../updates.ts';
 import type { Command } from './index.ts';
 
@@ -44,25 +35,7 @@ export const runCommand: Command = {
       realWorld.processes,
     );
     try {
-      const boxConfig = await loadBoxConfig(settings.paths.config, realWorld.files.readFile);
-      const port = await readAppPort(settings.paths.appYml, realWorld.files.readFile);
-      // The cloud client signs with whatever configuration.ini the agent last read.
-      const current = { agent: undefined as Agent | undefined };
-      const cloud = cloudFor(ctx, () => current.agent?.boxConfig ?? boxConfig);
-      const boxApp = realWorld.boxApp(port);
-      const agent = new Agent({
-        settings,
-        logger: log.logger,
-        files: realWorld.files,
-        processes: realWorld.processes,
-        cloud,
-        fsCli: fsCliFor(settings),
-        system: realWorld.system,
-        boxApp,
-        boxConfig,
-        agentVersion: agentInstall().version,
-      });
-      current.agent = agent;
+      const { agent, cloud, boxApp } = await createBoxAgent(ctx);
       let updates: UpdateRuntime | undefined;
       let control: { close(): Promise<void> } | undefined;
       if (settings.update.enabled) {

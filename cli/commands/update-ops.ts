@@ -6,17 +6,8 @@ import { controlRequest, readControlInfo, type ControlInfo } from '../../adapter
 import { BoxkeeperError, errorMessage, ExitCode } from '../../adapters/errors.ts';
 import { acquireInstanceLock } from '../../adapters/instance-lock.ts';
 import type { UpdateEvent } from '../../machines/update.machine.ts';
-import { Agent } from '../../services/agent.ts';
-import { loadBoxConfig, readAppPort } from '../../services/box-config.ts';
 import type { UpdateStatus } from '../../services/update-engine.ts';
-import {
-  cloudFor,
-  fsCliFor,
-  agentInstall,
-  loadContext,
-  realWorld,
-  settingsOption,
-} from '../context.ts';
+import { loadContext, realWorld, settingsOption, createBoxAgent } from '../context.ts';
 import { controlFile, createUpdateRuntime, updatePolicy } from '../updates.ts';
 import type { Command } from './index.ts';
 
@@ -161,7 +152,7 @@ async function inProcess(
   event: UpdateEvent['type'],
   timeoutMs: number,
 ): Promise<ExitCode> {
-  const { settings, log } = ctx;
+  const { settings } = ctx;
   const lock = await acquireInstanceLock(
     join(settings.paths.agentData, 'agent.lock'),
     `boxkeeper ${name}`,
@@ -169,24 +160,7 @@ async function inProcess(
   );
   let failure: unknown;
   try {
-    const boxConfig = await loadBoxConfig(settings.paths.config, realWorld.files.readFile);
-    const port = await readAppPort(settings.paths.appYml, realWorld.files.readFile);
-    const current = { agent: undefined as Agent | undefined };
-    const cloud = cloudFor(ctx, () => current.agent?.boxConfig ?? boxConfig);
-    const boxApp = realWorld.boxApp(port);
-    const agent = new Agent({
-      settings,
-      logger: log.logger,
-      files: realWorld.files,
-      processes: realWorld.processes,
-      cloud,
-      fsCli: fsCliFor(settings),
-      system: realWorld.system,
-      boxApp,
-      boxConfig,
-      agentVersion: agentInstall().version,
-    });
-    current.agent = agent;
+    const { agent, cloud, boxApp } = await createBoxAgent(ctx);
     const runtime = await createUpdateRuntime(
       ctx,
       agent,

@@ -11,6 +11,7 @@ import { buildStandinJar } from '../../fixtures/box/generate.ts';
 import type { SimVersion } from '../../fixtures/cloud-sim/server.ts';
 import type { UpdateStatus } from '../../services/update-engine.ts';
 import { alive, Daemon, REPO, setupE2E, waitUntil, type E2E } from '../helpers/cli.ts';
+import { appVersion, dbQuery, tempFiles } from '../helpers/update.ts';
 
 const UPDATE_SETTINGS = {
   timer: { versionCheck: '2' },
@@ -23,19 +24,6 @@ const UPDATE_SETTINGS = {
     retry_delay: '0.5',
   },
 };
-
-function dbQuery<T>(path: string, sql: string): Promise<T[]> {
-  return new Promise((resolve, reject) => {
-    const db = new sqlite3.Database(path, sqlite3.OPEN_READONLY, (err) => {
-      if (err !== null) return reject(err);
-      db.all(sql, (e: Error | null, rows: T[]) => {
-        db.close();
-        if (e !== null) reject(e);
-        else resolve(rows);
-      });
-    });
-  });
-}
 
 async function dbDump(path: string): Promise<string> {
   const tables = await dbQuery<{ name: string }>(
@@ -60,35 +48,8 @@ async function boxState(e: E2E): Promise<Record<string, string>> {
   return out;
 }
 
-async function appVersion(e: E2E): Promise<string | undefined> {
-  try {
-    const r = await fetch(`http://127.0.0.1:${e.box.appPort}/standin/info`);
-    return ((await r.json()) as { version: string }).version;
-  } catch {
-    return undefined;
-  }
-}
-
 async function updateStatus(e: E2E): Promise<UpdateStatus | null> {
   return (await e.readStatus())?.update ?? null;
-}
-
-async function tempFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (d: string) => {
-    for (const ent of await readdir(d, { withFileTypes: true }).catch(() => [])) {
-      const p = join(d, ent.name);
-      if (ent.isDirectory()) await walk(p);
-      // Temp files of live writers are work in progress; a dead writer's are debris.
-      else if (
-        /\.bk-tmp-(\d+)-/.test(ent.name) &&
-        !alive(Number(/\.bk-tmp-(\d+)-/.exec(ent.name)?.[1]))
-      )
-        out.push(p);
-    }
-  };
-  await walk(dir);
-  return out;
 }
 
 async function v18(): Promise<SimVersion> {

@@ -12,10 +12,8 @@ import { writeFileAtomic } from '../../adapters/fs-atomic.ts';
 import { acquireInstanceLock } from '../../adapters/instance-lock.ts';
 import { nodePatchFs } from '../../adapters/patch-fs.ts';
 import { statePath } from '../../machines/update.machine.ts';
-import { Agent } from '../../services/agent.ts';
-import { loadBoxConfig, readAppPort } from '../../services/box-config.ts';
 import type { UpdateEffects } from '../../services/update-engine.ts';
-import { cloudFor, fsCliFor, agentInstall, loadContext, realWorld } from '../../cli/context.ts';
+import { loadContext, realWorld, createBoxAgent } from '../../cli/context.ts';
 import { createUpdateRuntime } from '../../cli/updates.ts';
 import { join } from 'node:path';
 
@@ -69,24 +67,7 @@ const lock = await acquireInstanceLock(
   'update crash child',
   realWorld.processes,
 );
-const boxConfig = await loadBoxConfig(settings.paths.config, realWorld.files.readFile);
-const port = await readAppPort(settings.paths.appYml, realWorld.files.readFile);
-const current = { agent: undefined as Agent | undefined };
-const cloud = cloudFor(ctx, () => current.agent?.boxConfig ?? boxConfig);
-const boxApp = realWorld.boxApp(port);
-const agent = new Agent({
-  settings,
-  logger: ctx.log.logger,
-  files: realWorld.files,
-  processes: realWorld.processes,
-  cloud,
-  fsCli: fsCliFor(settings),
-  system: realWorld.system,
-  boxApp,
-  boxConfig,
-  agentVersion: agentInstall().version,
-});
-current.agent = agent;
+const { agent, cloud, boxApp } = await createBoxAgent(ctx);
 const runtime = await createUpdateRuntime(
   ctx,
   agent,

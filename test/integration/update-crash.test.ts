@@ -6,14 +6,14 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import sqlite3 from 'sqlite3';
 import { buildStandinJar } from '../../fixtures/box/generate.ts';
 import type { Scenario } from '../../fixtures/cloud-sim/server.ts';
 import type { UpdateStatus } from '../../services/update-engine.ts';
-import { childEnv, REPO, setupE2E, TSX_LOADER, waitUntil, type E2E } from '../helpers/cli.ts';
+import { childEnv, REPO, setupE2E, TSX_LOADER, waitUntil } from '../helpers/cli.ts';
+import { appVersion, dbQuery, tempFiles } from '../helpers/update.ts';
 
 const CHILD = join(REPO, 'test', 'helpers', 'update-crash-child.ts');
 const SETTINGS = {
@@ -51,41 +51,6 @@ function runChild(settings: string, env: Record<string, string>): Promise<ChildR
       resolve({ code, signal, stdout, stderr });
     });
   });
-}
-
-function db<T>(path: string, sql: string): Promise<T[]> {
-  return new Promise((resolve, reject) => {
-    const d = new sqlite3.Database(path, sqlite3.OPEN_READONLY, (err) => {
-      if (err !== null) return reject(err);
-      d.all(sql, (e: Error | null, rows: T[]) => {
-        d.close();
-        if (e !== null) reject(e);
-        else resolve(rows);
-      });
-    });
-  });
-}
-
-async function tempFiles(dir: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (d: string) => {
-    for (const ent of await readdir(d, { withFileTypes: true }).catch(() => [])) {
-      const p = join(d, ent.name);
-      if (ent.isDirectory()) await walk(p);
-      else if (ent.name.includes('.bk-tmp-') || ent.name.endsWith('.part')) out.push(p);
-    }
-  };
-  await walk(dir);
-  return out;
-}
-
-async function appVersion(e: E2E): Promise<string | undefined> {
-  try {
-    const r = await fetch(`http://127.0.0.1:${e.box.appPort}/standin/info`);
-    return ((await r.json()) as { version: string }).version;
-  } catch {
-    return undefined;
-  }
 }
 
 const sha = async (p: string) =>
@@ -223,7 +188,7 @@ async function runCase(c: Case): Promise<void> {
     const before = {
       jar: await sha(e.box.jarPath),
       config: await sha(e.box.configIniPath),
-      db: JSON.stringify(await db(e.box.dbPath, 'SELECT * FROM task ORDER BY id')),
+      db: JSON.stringify(await dbQuery(e.box.dbPath, 'SELECT * FROM task ORDER BY id')),
     };
     const first = await runChild(e.box.settingsPath, c.env);
     assert.equal(
@@ -242,7 +207,10 @@ async function runCase(c: Case): Promise<void> {
     };
     const u = result.status;
 
-    const integrity = await db<{ integrity_check: string }>(e.box.dbPath, 'PRAGMA integrity_check');
+    const integrity = await dbQuery<{ integrity_check: string }>(
+      e.box.dbPath,
+      'PRAGMA integrity_check',
+    );
     assert.equal(integrity[0]?.integrity_check, 'ok', `${c.name}: DB integrity`);
     const ops = e.sim.records.taskOps;
     const paused = new Set(
@@ -270,7 +238,7 @@ async function runCase(c: Case): Promise<void> {
         before.config,
         `${c.name}: configuration.ini rolled back`,
       );
-      const tables = await db<{ name: string }>(
+      const tables = await dbQuery<{ name: string }>(
         e.box.dbPath,
         "SELECT name FROM sqlite_master WHERE name = 'flow'",
       );
@@ -282,7 +250,7 @@ async function runCase(c: Case): Promise<void> {
       );
     } else {
       assert.equal(u.lastResult, 'installed V1.8, V1.9', `${c.name}: ${JSON.stringify(u)}`);
-      const rows = await db<{ v: string }>(e.box.dbPath, 'SELECT v FROM flow ORDER BY id');
+      const rows = await dbQuery<{ v: string }>(e.box.dbPath, 'SELECT v FROM flow ORDER BY id');
       assert.deepEqual(
         rows.map((r) => r.v),
         ['v18', 'v19'],
@@ -296,10 +264,14 @@ async function runCase(c: Case): Promise<void> {
       );
     }
     assert.equal(
-      JSON.stringify(await db(e.box.dbPath, 'SELECT * FROM task ORDER BY id')),
+      JSON.stringify(await dbQuery(e.box.dbPath, 'SELECT * FROM task ORDER BY id')),
       before.db,
     );
-    assert.deepEqual(await tempFiles(e.box.root), [], `${c.name}: temp files left`);
+    assert.deepEqual(
+      await tempFiles(e.box.root, { parts: true }),
+      [],
+      `${c.name}: temp files left`,
+    );
   } finally {
     await e.close();
   }
