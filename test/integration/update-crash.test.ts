@@ -6,13 +6,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { buildStandinJar } from '../../fixtures/box/generate.ts';
 import type { Scenario } from '../../fixtures/cloud-sim/server.ts';
 import type { UpdateStatus } from '../../services/update-engine.ts';
-import { childEnv, REPO, setupE2E, TSX_LOADER, waitUntil } from '../helpers/cli.ts';
+import { childEnv, REPO, setupE2E, TSX_LOADER, waitUntil, type E2E } from '../helpers/cli.ts';
 import { appVersion, dbQuery, tempFiles } from '../helpers/update.ts';
 
 const CHILD = join(REPO, 'test', 'helpers', 'update-crash-child.ts');
@@ -90,6 +90,12 @@ interface Case {
   name: string;
   env: Record<string, string>;
   failSecond: boolean;
+  /** Before the first run. */
+  before?: (e: E2E) => Promise<void>;
+  /** Between the killed run and the restart. */
+  between?: (e: E2E) => Promise<void>;
+  /** More checks after convergence. */
+  check?: (e: E2E) => Promise<void>;
 }
 
 const SUCCESS_EFFECTS = [
@@ -167,6 +173,38 @@ const CASES: Case[] = [
     env: { CRASH_AFTER: 'rollbackSnapshot' },
     failSecond: true,
   },
+  {
+    // Calls active: tasks are given back (killed there), then the install goes through.
+    name: 'active calls, kill while giving the tasks back',
+    env: { CRASH_AT: 'resumeTasks' },
+    failSecond: false,
+    before: (e) => e.box.setFsBehaviour({ activeCalls: 2 }),
+    between: (e) => e.box.setFsBehaviour({ activeCalls: 0 }),
+  },
+  {
+    // Killed mid-install, then patch.meta is lost: the box is reconciled from the
+    // install-in-progress marker (rolled back to the backup, services stopped first), and the
+    // mandatory update, still offered, is installed again from a clean box.
+    name: 'kill mid-install, patch.meta corrupted: reconciled, then installed',
+    env: { CRASH_AT: 'applySql:2' },
+    failSecond: false,
+    between: async (e) => {
+      await writeFile(join(e.box.boxRoot, 'patch', 'patch.meta'), '{"format": 1, "snapsh');
+    },
+    check: async (e) => {
+      const patch = await readdir(join(e.box.boxRoot, 'patch'));
+      assert.ok(
+        patch.some((n) => n.startsWith('patch.meta.rejected-')),
+        patch.join(', '),
+      );
+      const trace = await readdir(join(e.agentData, 'traces'));
+      const lines = (
+        await Promise.all(trace.map((f) => readFile(join(e.agentData, 'traces', f), 'utf8')))
+      ).join('');
+      assert.match(lines, /"effect":"reconcile"/);
+      assert.match(lines, /"effect":"rollbackSnapshot"/, 'the interrupted install was undone');
+    },
+  },
   ...FAILURE_EFFECTS.map((c) => ({
     name: `failing SQL, kill at ${c}`,
     env: { CRASH_AT: c },
@@ -190,12 +228,14 @@ async function runCase(c: Case): Promise<void> {
       config: await sha(e.box.configIniPath),
       db: JSON.stringify(await dbQuery(e.box.dbPath, 'SELECT * FROM task ORDER BY id')),
     };
+    await c.before?.(e);
     const first = await runChild(e.box.settingsPath, c.env);
     assert.equal(
       first.signal,
       'SIGKILL',
       `${c.name}: the crash point was not reached (exit ${String(first.code)})\n${first.stderr.slice(-2000)}`,
     );
+    await c.between?.(e);
     const second = await runChild(e.box.settingsPath, {});
     assert.equal(
       second.code,
@@ -267,6 +307,7 @@ async function runCase(c: Case): Promise<void> {
       JSON.stringify(await dbQuery(e.box.dbPath, 'SELECT * FROM task ORDER BY id')),
       before.db,
     );
+    await c.check?.(e);
     assert.deepEqual(
       await tempFiles(e.box.root, { parts: true }),
       [],
