@@ -134,6 +134,7 @@ const effect = <O extends Timed, I>() =>
 
 export const UPDATE_MACHINE_VERSION = '1';
 const RETRIES = 5;
+const RESUME_NOTE = '; resuming the paused tasks failed (retrying): ';
 
 function jitter(at: number, policy: UpdatePolicy): number {
   if (policy.checkJitterMs <= 0) return 0;
@@ -953,6 +954,9 @@ export const updateMachine = setup({
               target: 'resumeWaiting',
               actions: assign({
                 waitUntil: ({ context, event }) => eventTime(event) + context.policy.retryDelayMs,
+                // Keep the cause of the rollback; say what is being retried after it.
+                lastError: ({ context, event }) =>
+                  `${(context.lastError ?? '').split(RESUME_NOTE)[0] ?? ''}${RESUME_NOTE}${errorText(event.error)}`,
               }),
             },
           },
