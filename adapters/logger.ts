@@ -4,7 +4,8 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import pino, { type DestinationStream, type Logger as PinoLogger } from 'pino';
-import pretty from 'pino-pretty';
+import { createRequire } from 'node:module';
+import type PinoPretty from 'pino-pretty';
 
 export type Logger = PinoLogger;
 
@@ -124,6 +125,9 @@ export function createLogger(options: LoggerOptions): LogHandle {
       : new DailyLogFile(options.dir, options.retentionDays ?? 30, options.now);
   if (file !== undefined) streams.push({ level: options.level, stream: file });
   if (options.console === 'pretty') {
+    // Loaded only for a terminal: it costs tens of ms at start-up that commands run by scripts
+    // and services should not pay.
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
     streams.push({
       level: options.level,
       stream: pretty({

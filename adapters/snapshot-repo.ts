@@ -2,13 +2,24 @@
 // version, HEAD (the commit the live tree is at), a stat cache and journals. Every metadata
 // file is replaced atomically; objects are staged, fsynced and renamed in, so a commit is
 // visible only once its ref is written (see docs/snapshots.md for the layout).
-import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
-import { mkdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+} from 'node:fs';
+import type * as ChildProcess from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import { join, sep } from 'node:path';
 import { isErrnoCode } from './errors.ts';
 import { writeFileAtomic } from './fs-atomic.ts';
-import { cloneFile, fsyncDirSync, fsyncFile, hashText, type EntryType } from './tree.ts';
+import { STAMP_FIELDS } from './stamps.ts';
+import { cloneFile, fsyncDirSync, fsyncFile, type EntryType } from './tree.ts';
 
 export interface ManifestEntry {
   path: string;
@@ -22,46 +33,136 @@ export interface ManifestEntry {
 }
 
 export interface Manifest {
-  format: 1;
+  /** On disk: 1 = JSON entries with absolute paths (read only), 2 = compact (written). */
+  format: 1 | 2;
   version: string;
   parent: string | null;
   time: string;
   subject: string;
   /** The subscribed paths this commit covers (files or directories). */
   roots: string[];
-  /** Sorted by path. */
+  /** In walk order: each root, then depth first with the names of a directory sorted. */
   entries: ManifestEntry[];
 }
 
+// Manifest format 2: the header fields, then the entries as arrays: [path, mode] a directory,
+// [path, mode, target] a symlink, [path, mode, size, hash] a file. About 75 % of format 1's
+// size (no keys) and parsed several times faster; format 1 (entries as objects) is still read.
+// Paths stay absolute: parsed, they are flat strings, and comparing them with a walk's paths
+// needs no joining (prefix + relative path) or flattening per entry, which costs more than
+// the bytes it saves.
+type PackedEntry = [string, number] | [string, number, string] | [string, number, number, string];
+
+interface PackedManifest extends Omit<Manifest, 'entries' | 'format'> {
+  format: 2;
+  entries: PackedEntry[];
+}
+
+// An entry read from a format-2 manifest remembers its packed form: a commit mostly re-lists
+// HEAD's entries (the same objects), and encoding those again is then a lookup instead of
+// building an array per entry. Entries are never modified once made, so it stays true.
+const PACKED = Symbol('packed');
+
+type Decoded = ManifestEntry & { [PACKED]?: PackedEntry };
+
+function pack(e: Decoded): PackedEntry {
+  return (
+    e[PACKED] ??
+    (e.type === 'dir'
+      ? [e.path, e.mode]
+      : e.type === 'symlink'
+        ? [e.path, e.mode, e.target ?? '']
+        : [e.path, e.mode, e.size ?? 0, e.hash ?? ''])
+  );
+}
+
+function encodeManifest(m: Manifest): string {
+  const packed: PackedManifest = {
+    format: 2,
+    version: m.version,
+    parent: m.parent,
+    time: m.time,
+    subject: m.subject,
+    roots: m.roots,
+    entries: m.entries.map(pack),
+  };
+  return JSON.stringify(packed);
+}
+
+function decodeManifest(text: string): Manifest {
+  const raw = JSON.parse(text) as (Manifest & { format: 1 }) | PackedManifest;
+  if (raw.format !== 2) return raw;
+  const entries = raw.entries.map((p): Decoded => {
+    if (p.length === 2) return { path: p[0], type: 'dir', mode: p[1], [PACKED]: p };
+    if (p.length === 3)
+      return { path: p[0], type: 'symlink', mode: p[1], target: p[2], [PACKED]: p };
+    return { path: p[0], type: 'file', mode: p[1], size: p[2], hash: p[3], [PACKED]: p };
+  });
+  const { version, parent, time, subject, roots } = raw;
+  return { format: 2, version, parent, time, subject, roots, entries };
+}
+
+/**
+ * What the live tree looked like when the stat cache was written, per entry of the commit's
+ * manifest (same order): a file whose stamps still match has the manifest's content hash.
+ */
 export interface StatCache {
   commit: string;
   /** When the cache was written: files modified in the same clock tick are re-hashed. */
   writtenAtMs: number;
-  entries: Map<string, { stamp: string; hash: string }>;
+  /** Per manifest entry: dev, ino, size, mtimeMs, ctimeMs (STAMP_FIELDS numbers); NaN = none. */
+  stamps: Float64Array;
 }
 
-// The stat cache is read and written on every commit and rollback: a flat NUL-separated
-// text (paths cannot contain NUL) parses several times faster than JSON keyed by path.
-const CACHE_MAGIC = 'boxkeeper-statcache-1';
+// The stat cache is read and written by every commit and rollback: binary, no paths (the
+// manifest has them), so it is read without parsing. Layout: magic, header length (u32 LE),
+// JSON header {commit, writtenAtMs, count}, padding to 8 bytes, count × STAMP_FIELDS float64
+// LE. Older caches (text keyed by path) are ignored: the next commit re-reads every file once.
+const CACHE_MAGIC = Buffer.from('bk-statcache-2\n');
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
-function encodeStatCache(c: StatCache): string {
-  const parts: string[] = [CACHE_MAGIC, c.commit, String(c.writtenAtMs)];
-  for (const [path, e] of c.entries) parts.push(path, e.stamp, e.hash);
-  return parts.join('\0');
+function encodeStatCache(c: StatCache): Uint8Array {
+  const header = Buffer.from(
+    JSON.stringify({ commit: c.commit, writtenAtMs: c.writtenAtMs, count: c.stamps.length }),
+  );
+  const start = Math.ceil((CACHE_MAGIC.length + 4 + header.length) / 8) * 8;
+  const out = Buffer.from(new ArrayBuffer(start + c.stamps.byteLength));
+  CACHE_MAGIC.copy(out, 0);
+  out.writeUInt32LE(header.length, CACHE_MAGIC.length);
+  header.copy(out, CACHE_MAGIC.length + 4);
+  if (LITTLE_ENDIAN) new Float64Array(out.buffer, start, c.stamps.length).set(c.stamps);
+  else c.stamps.forEach((x, i) => out.writeDoubleLE(x, start + i * 8));
+  return out;
 }
 
-function decodeStatCache(text: string): StatCache | undefined {
-  const parts = text.split('\0');
-  if (parts[0] !== CACHE_MAGIC || parts.length < 3 || (parts.length - 3) % 3 !== 0)
+function decodeStatCache(buf: Buffer): StatCache | undefined {
+  const at = CACHE_MAGIC.length;
+  if (buf.length < at + 4 || !buf.subarray(0, at).equals(CACHE_MAGIC)) return undefined;
+  const headerEnd = at + 4 + buf.readUInt32LE(at);
+  let header: { commit?: unknown; writtenAtMs?: unknown; count?: unknown };
+  try {
+    header = JSON.parse(buf.toString('utf8', at + 4, headerEnd)) as typeof header;
+  } catch {
     return undefined;
-  const entries = new Map<string, { stamp: string; hash: string }>();
-  for (let i = 3; i < parts.length; i += 3) {
-    entries.set(parts[i] as string, {
-      stamp: parts[i + 1] as string,
-      hash: parts[i + 2] as string,
-    });
   }
-  return { commit: parts[1] as string, writtenAtMs: Number(parts[2]), entries };
+  const { commit, writtenAtMs, count } = header;
+  const start = Math.ceil(headerEnd / 8) * 8;
+  if (
+    typeof commit !== 'string' ||
+    typeof writtenAtMs !== 'number' ||
+    typeof count !== 'number' ||
+    !Number.isInteger(count) ||
+    count % STAMP_FIELDS !== 0 ||
+    buf.length !== start + count * 8
+  )
+    return undefined;
+  const stamps = new Float64Array(count);
+  if (LITTLE_ENDIAN)
+    stamps.set(
+      new Float64Array(buf.buffer.slice(buf.byteOffset + start, buf.byteOffset + buf.length)),
+    );
+  else for (let i = 0; i < count; i++) stamps[i] = buf.readDoubleLE(start + i * 8);
+  return { commit, writtenAtMs, stamps };
 }
 
 /** What a ref records besides its commit, so listing needs no manifest. */
@@ -91,6 +192,7 @@ export interface RollbackJournal {
   startedAt: string;
 }
 
+const OBJECT_NAME = /^[0-9a-f]{64}-[0-7]+$/;
 const VERSION = /^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$/;
 
 export function validVersionName(name: string): boolean {
@@ -101,6 +203,31 @@ export function validVersionName(name: string): boolean {
  * two objects, which gives repair a second copy to fall back on. */
 export function objectKey(hash: string, mode: number): string {
   return `${hash}-${mode.toString(8)}`;
+}
+
+const loadBuiltin = createRequire(import.meta.url);
+
+/** Above this many new objects, one syncfs instead of an fsync per object. */
+const BULK_OBJECTS = 256;
+
+/** fsync of a file or (except on Windows) a directory, on the thread pool. */
+async function fsyncPath(path: string): Promise<void> {
+  if (process.platform === 'win32' && (await stat(path)).isDirectory()) return;
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Runs `fn` over `items`, a few at a time (the thread pool has four threads by default). */
+async function inParallel<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) await fn(items[next++] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(8, items.length) }, lane));
 }
 
 async function readJson<T>(path: string): Promise<T | undefined> {
@@ -164,16 +291,17 @@ export class SnapshotRepo {
 
   /**
    * Makes every staged object durable, renames it into objects/ and makes the renames durable.
-   * Like ostree, all objects are written first and flushed together: on Linux one syncfs of the
-   * repository's file system (`sync -f`), elsewhere an fsync per file.
+   * Like ostree, many objects are written first and flushed together: on Linux one syncfs of
+   * the repository's file system (`sync -f`). A few (an update's) are fsynced one by one, many
+   * at a time: cheaper than starting `sync` twice, and they do not wait for whatever else is
+   * being written on that file system.
    */
-  publishStaged(): number {
+  async publishStaged(): Promise<number> {
     const staging = this.stagingDir;
     const names = readdirSync(staging);
     if (names.length === 0) return 0;
-    // A few files: fsync each; many: one syncfs is far cheaper.
-    const bulk = names.length > 32 && this.syncFileSystem();
-    if (!bulk) for (const name of names) fsyncFile(join(staging, name));
+    const bulk = names.length > BULK_OBJECTS && this.syncFileSystem();
+    if (!bulk) await inParallel(names, (name) => fsyncPath(join(staging, name)));
     const dirs = new Set<string>();
     for (const name of names) {
       const dir = join(this.dir, 'objects', name.slice(0, 2));
@@ -183,9 +311,12 @@ export class SnapshotRepo {
       }
       renameSync(join(staging, name), join(dir, name));
     }
-    if (!(bulk && this.syncFileSystem())) {
-      for (const dir of dirs) fsyncDirSync(dir);
-      fsyncDirSync(this.objectsDir);
+    if (!(bulk && this.syncFileSystem()))
+      await inParallel([...dirs, this.objectsDir], (dir) => fsyncPath(dir));
+    // A directory that held many entries stays large (and slow to list) when emptied: replace it.
+    if (names.length > BULK_OBJECTS) {
+      rmdirSync(staging);
+      mkdirSync(staging);
     }
     return names.length;
   }
@@ -193,6 +324,8 @@ export class SnapshotRepo {
   /** syncfs(2) of the repository's file system through coreutils; false where unavailable. */
   private syncFileSystem(): boolean {
     if (process.platform !== 'linux') return false;
+    // Loaded on first use: a commit of a few files and a rollback never start a process.
+    const { spawnSync } = loadBuiltin('node:child_process') as typeof ChildProcess;
     return spawnSync('sync', ['-f', this.dir], { stdio: 'ignore' }).status === 0;
   }
 
@@ -223,19 +356,32 @@ export class SnapshotRepo {
 
   /** Every stored object as (hash, mode, path). */
   *objects(): Generator<{ hash: string; mode: number; path: string; key: string }> {
-    const root = join(this.dir, 'objects');
+    const { keys, paths } = this.objectFiles();
+    for (let i = 0; i < keys.length; i++) {
+      const key = keys[i] as string;
+      yield {
+        hash: key.slice(0, 64),
+        mode: parseInt(key.slice(65), 8),
+        path: paths[i] as string,
+        key,
+      };
+    }
+  }
+
+  /** Every stored object's key (<hash>-<mode>) and path, sorted: two flat lists, no objects. */
+  objectFiles(): { keys: string[]; paths: string[] } {
+    const root = this.objectsDir;
+    const keys: string[] = [];
+    const paths: string[] = [];
     for (const sub of readdirSync(root).sort()) {
-      for (const name of readdirSync(join(root, sub)).sort()) {
-        const m = /^([0-9a-f]{64})-([0-7]+)$/.exec(name);
-        if (m === null) continue;
-        yield {
-          hash: m[1] as string,
-          mode: parseInt(m[2] as string, 8),
-          path: join(root, sub, name),
-          key: name,
-        };
+      const dir = join(root, sub) + sep;
+      for (const name of readdirSync(dir).sort()) {
+        if (!OBJECT_NAME.test(name)) continue;
+        keys.push(name);
+        paths.push(dir + name);
       }
     }
+    return { keys, paths };
   }
 
   removeObject(path: string): void {
@@ -257,16 +403,23 @@ export class SnapshotRepo {
   // ---- commits ---------------------------------------------------------------------------
 
   async writeCommit(manifest: Manifest): Promise<string> {
-    const text = JSON.stringify(manifest);
-    const id = hashText(text);
-    await writeFileAtomic(join(this.dir, 'commits', `${id}.json`), text);
+    // Encoded once: hashing and writing a string would each convert it to UTF-8 again.
+    const bytes = Buffer.from(encodeManifest(manifest));
+    const id = createHash('sha256').update(bytes).digest('hex');
+    await writeFileAtomic(join(this.dir, 'commits', `${id}.json`), bytes);
     return id;
   }
 
   async readCommit(id: string): Promise<Manifest> {
-    const m = await readJson<Manifest>(join(this.dir, 'commits', `${id}.json`));
-    if (m === undefined) throw new Error(`commit ${id} is missing from ${this.dir}`);
-    return m;
+    let text: string;
+    try {
+      text = await readFile(join(this.dir, 'commits', `${id}.json`), 'utf8');
+    } catch (err) {
+      if (isErrnoCode(err, 'ENOENT'))
+        throw new Error(`commit ${id} is missing from ${this.dir}`, { cause: err });
+      throw err;
+    }
+    return decodeManifest(text);
   }
 
   commitIds(): string[] {
@@ -373,7 +526,7 @@ export class SnapshotRepo {
   /** The stat cache; undefined when absent or unreadable (everything is then re-hashed). */
   async readStatCache(): Promise<StatCache | undefined> {
     try {
-      return decodeStatCache(await readFile(join(this.dir, 'statcache'), 'utf8'));
+      return decodeStatCache(await readFile(join(this.dir, 'statcache')));
     } catch (err) {
       if (isErrnoCode(err, 'ENOENT')) return undefined;
       throw err;

@@ -17,10 +17,10 @@ import {
   renameSync,
   rmSync,
   symlinkSync,
-  type BigIntStats,
+  type Stats,
 } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, sep } from 'node:path';
 import { isErrnoCode } from './errors.ts';
 import { tempPathFor } from './fs-atomic.ts';
 
@@ -31,19 +31,30 @@ export interface StatInfo {
   /** Permission bits (0o7777). */
   mode: number;
   size: number;
-  /** Identity and change stamps: a file whose stamps are unchanged has unchanged content. */
-  stamp: string;
-  /** Last status change (epoch ms), to spot changes in the same clock tick as a cache write. */
+  // Identity and change stamps: a file whose dev, ino, size, mtime and ctime are unchanged has
+  // unchanged content (ctime changes on any write and user space cannot set it back). Plain
+  // numbers (times in ms with sub-microsecond fractions): a walk compares them without
+  // building a string per file.
+  dev: number;
+  ino: number;
+  mtimeMs: number;
+  /** Last status change (epoch ms); also spots changes in the same clock tick as a cache write. */
   ctimeMs: number;
 }
 
-export interface LiveEntry {
-  path: string;
-  stat: StatInfo;
-}
-
+/**
+ * A walk, as columns: a few flat arrays rather than objects per entry, so that walking tens of
+ * thousands of entries allocates (and collects) little. Entry k is paths[k], types[k],
+ * modes[k] and stamps[k * STAMP_FIELDS ...]; the order is depth first with the names of each
+ * directory sorted, so the same tree gives the same order.
+ */
 export interface WalkResult {
-  entries: LiveEntry[];
+  paths: string[];
+  types: EntryType[];
+  /** Permission bits (0o7777). */
+  modes: number[];
+  /** STAMP_FIELDS numbers per entry (see StatInfo); the size is stamps[k * STAMP_FIELDS + 2]. */
+  stamps: number[];
   /** Subscribed paths that do not exist. */
   missingRoots: string[];
   /** Sockets, FIFOs, devices: listed, never silently dropped. */
@@ -54,33 +65,44 @@ export interface WalkResult {
 
 const TEMP_MARK = '.bk-tmp-';
 
-function typeOf(st: BigIntStats): StatInfo['type'] {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'dir';
-  if (st.isSymbolicLink()) return 'symlink';
-  return 'other';
-}
-
-export function statInfo(st: BigIntStats): StatInfo {
+export function statInfo(st: Stats): StatInfo {
   return {
-    type: typeOf(st),
-    mode: Number(st.mode & 0o7777n),
-    size: Number(st.size),
-    // dev + inode catch a replaced file, size + mtime an edit, ctime anything else (content
-    // or metadata), which user space cannot set back.
-    stamp: `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`,
-    ctimeMs: Number(st.ctimeNs / 1_000_000n),
+    type: st.isFile()
+      ? 'file'
+      : st.isDirectory()
+        ? 'dir'
+        : st.isSymbolicLink()
+          ? 'symlink'
+          : 'other',
+    mode: st.mode & 0o7777,
+    size: st.size,
+    dev: st.dev,
+    ino: st.ino,
+    mtimeMs: st.mtimeMs,
+    ctimeMs: st.ctimeMs,
   };
 }
 
-export function lstatInfo(path: string): StatInfo | undefined {
+function lstatOrUndefined(path: string): Stats | undefined {
   try {
-    return statInfo(lstatSync(path, { bigint: true }));
+    return lstatSync(path, { throwIfNoEntry: false });
   } catch (err) {
-    if (isErrnoCode(err, 'ENOENT') || isErrnoCode(err, 'ENOTDIR')) return undefined;
+    if (isErrnoCode(err, 'ENOTDIR')) return undefined;
     throw err;
   }
 }
+
+export function lstatInfo(path: string): StatInfo | undefined {
+  const st = lstatOrUndefined(path);
+  return st === undefined ? undefined : statInfo(st);
+}
+
+/** What a child's path starts with: join(dir, name) without join's cost per entry. */
+function childPrefix(dir: string): string {
+  return join(dir, 'x').slice(0, -1);
+}
+
+const NOT_MANAGED = 'not a regular file, directory or symlink';
 
 /**
  * Walks subscribed roots (files or directories). `excluded` holds exact paths: a walk that
@@ -88,30 +110,52 @@ export function lstatInfo(path: string): StatInfo | undefined {
  * exact match per child is enough (and costs one hash lookup).
  */
 export function walkTree(roots: readonly string[], excluded: ReadonlySet<string>): WalkResult {
-  const result: WalkResult = { entries: [], missingRoots: [], skipped: [], debris: [] };
-  const visit = (path: string, info: StatInfo) => {
-    if (info.type === 'other') {
-      result.skipped.push({ path, reason: 'not a regular file, directory or symlink' });
-      return;
-    }
-    result.entries.push({ path, stat: info });
-    if (info.type !== 'dir') return;
-    for (const name of readdirSync(path)) {
-      const child = join(path, name);
+  const result: WalkResult = {
+    paths: [],
+    types: [],
+    modes: [],
+    stamps: [],
+    missingRoots: [],
+    skipped: [],
+    debris: [],
+  };
+  const { paths, types, modes, stamps, skipped, debris } = result;
+  const add = (path: string, type: EntryType, st: Stats) => {
+    paths.push(path);
+    types.push(type);
+    modes.push(st.mode & 0o7777);
+    stamps.push(st.dev, st.ino, st.size, st.mtimeMs, st.ctimeMs);
+  };
+  const visitDir = (dir: string, prefix: string) => {
+    // Sorted, so that the order (and with it a manifest's text) depends on the tree only.
+    const names = readdirSync(dir).sort();
+    for (const name of names) {
+      const child = prefix + name;
       if (name.includes(TEMP_MARK)) {
-        result.debris.push(child);
+        debris.push(child);
         continue;
       }
       if (excluded.has(child)) continue;
-      const st = lstatInfo(child);
-      if (st !== undefined) visit(child, st);
+      const st = lstatOrUndefined(child);
+      if (st === undefined) continue;
+      if (st.isFile()) add(child, 'file', st);
+      else if (st.isDirectory()) {
+        add(child, 'dir', st);
+        visitDir(child, child + sep);
+      } else if (st.isSymbolicLink()) add(child, 'symlink', st);
+      else skipped.push({ path: child, reason: NOT_MANAGED });
     }
   };
   for (const root of roots) {
     if (excluded.has(root)) continue;
-    const st = lstatInfo(root);
+    const st = lstatOrUndefined(root);
     if (st === undefined) result.missingRoots.push(root);
-    else visit(root, st);
+    else if (st.isFile()) add(root, 'file', st);
+    else if (st.isDirectory()) {
+      add(root, 'dir', st);
+      visitDir(root, childPrefix(root));
+    } else if (st.isSymbolicLink()) add(root, 'symlink', st);
+    else skipped.push({ path: root, reason: NOT_MANAGED });
   }
   return result;
 }

@@ -12,7 +12,8 @@ import {
   type StatCache,
 } from '../adapters/snapshot-repo.ts';
 import type { HashPool } from '../adapters/hash-pool.ts';
-import type { LiveEntry, TreeOps } from '../adapters/tree.ts';
+import { putStamp, STAMP_FIELDS, stampMatches } from '../adapters/stamps.ts';
+import type { TreeOps, WalkResult } from '../adapters/tree.ts';
 
 export class SnapshotError extends BoxkeeperError {
   constructor(message: string) {
@@ -101,6 +102,65 @@ function sameEntry(a: ManifestEntry | undefined, b: ManifestEntry | undefined): 
   return a.type === b.type && a.mode === b.mode && a.hash === b.hash && a.target === b.target;
 }
 
+/**
+ * Finds a path in a list by position first — a manifest and a walk of the same tree list paths
+ * in the same order — and through a map (built on the first miss) otherwise. After a miss the
+ * shift between the two lists is kept, so one inserted or removed path costs a few lookups.
+ */
+function pathFinder<T>(
+  list: readonly T[],
+  pathOf: (item: T) => string,
+): (path: string, hint: number) => number {
+  let map: Map<string, number> | undefined;
+  let shift = 0;
+  return (path, hint) => {
+    const guess = hint + shift;
+    const item = list[guess];
+    if (item !== undefined && pathOf(item) === path) return guess;
+    map ??= new Map(list.map((e, i) => [pathOf(e), i]));
+    const i = map.get(path);
+    if (i === undefined) return -1;
+    shift = i - hint;
+    return i;
+  };
+}
+
+const entryPath = (e: ManifestEntry) => e.path;
+const itself = (path: string) => path;
+
+/** A manifest with its commit id. */
+interface Commit {
+  id: string;
+  manifest: Manifest;
+}
+
+/** The live tree, as far as a commit or a rollback plan needs it. */
+interface Scan {
+  walk: WalkResult;
+  /** Per walk entry: the content hash of a file, where the stat cache vouches for it. */
+  hashes: Array<string | undefined>;
+  /** Walk indexes of the files the cache cannot vouch for: their content must be read. */
+  toHash: number[];
+  /**
+   * With `entries`: per walk entry its manifest entry — HEAD's own object where nothing
+   * changed — and undefined for the files in toHash.
+   */
+  entries: Array<ManifestEntry | undefined>;
+}
+
+/** A file's manifest entry: `was` (HEAD's) when it says the same. */
+function fileEntry(
+  path: string,
+  mode: number,
+  size: number,
+  hash: string,
+  was: ManifestEntry | undefined,
+): ManifestEntry {
+  if (was?.type === 'file' && was.mode === mode && was.size === size && was.hash === hash)
+    return was;
+  return { path, type: 'file', mode, size, hash };
+}
+
 function mib(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
 }
@@ -171,53 +231,80 @@ export class SnapshotService {
 
   // ---- reading the live tree ---------------------------------------------------------------
 
-  /** The live tree as manifest entries; hashes from the stat cache where stamps are unchanged. */
-  private scan(
+  /**
+   * Walks the live tree; hashes come from the stat cache (of HEAD) where stamps are unchanged.
+   * With `entries`, also builds the walk's manifest entries in the same pass.
+   */
+  private async scan(
     roots: string[],
-    cache: StatCache | undefined,
-    headCommit: string | undefined,
     mode: 'write' | 'read',
-  ) {
+    options: { entries?: boolean; known?: Commit } = {},
+  ): Promise<Scan> {
+    const headId = await this.d.repo.readHead();
+    let head: Manifest | undefined;
+    let cache: StatCache | undefined;
+    if (headId !== undefined) {
+      const { known } = options;
+      [head, cache] = await Promise.all([
+        known?.id === headId ? known.manifest : this.d.repo.readCommit(headId),
+        this.d.repo.readStatCache(),
+      ]);
+    }
     const walk = this.d.tree.walk(this.managedRoots(roots), this.excluded);
     // Temp files of an interrupted placement are ours to remove, but only under the lock.
     if (mode === 'write') for (const debris of walk.debris) this.d.tree.removePath(debris);
     for (const s of walk.skipped) this.log.warn(s, 'not managed');
-    const usable = cache !== undefined && cache.commit === headCommit ? cache : undefined;
-    const trustedBefore = (usable?.writtenAtMs ?? 0) - RACY_MS;
-    const toHash: LiveEntry[] = [];
-    const known = new Map<string, string>();
-    for (const e of walk.entries) {
-      if (e.stat.type !== 'file') continue;
-      const c = usable?.entries.get(e.path);
-      if (c !== undefined && c.stamp === e.stat.stamp && e.stat.ctimeMs < trustedBefore) {
-        known.set(e.path, c.hash);
-      } else {
-        toHash.push(e);
+    const old = head?.entries ?? [];
+    const cached =
+      cache !== undefined &&
+      cache.commit === headId &&
+      cache.stamps.length === old.length * STAMP_FIELDS
+        ? cache.stamps
+        : undefined;
+    const trustedBefore = (cache?.writtenAtMs ?? 0) - RACY_MS;
+    const { paths, types, modes, stamps } = walk;
+    const n = paths.length;
+    const build = options.entries === true;
+    const hashes = new Array<string | undefined>(n);
+    const entries = new Array<ManifestEntry | undefined>(build ? n : 0);
+    const toHash: number[] = [];
+    const find = pathFinder(old, entryPath);
+    // One pass over the entries: this runs once per process, mostly before the JIT has
+    // optimized it, so every step saved per entry counts.
+    for (let k = 0; k < n; k++) {
+      const path = paths[k] as string;
+      const type = types[k] as ManifestEntry['type'];
+      const i = old.length === 0 ? -1 : find(path, k);
+      const was = i < 0 ? undefined : old[i];
+      if (type === 'file') {
+        const o = k * STAMP_FIELDS;
+        if (
+          cached !== undefined &&
+          was?.type === 'file' &&
+          stampMatches(cached, i, stamps, k) &&
+          (stamps[o + 4] as number) < trustedBefore
+        ) {
+          const hash = was.hash as string;
+          hashes[k] = hash;
+          if (build)
+            entries[k] = fileEntry(path, modes[k] as number, stamps[o + 2] as number, hash, was);
+        } else {
+          toHash.push(k);
+        }
+      } else if (build) {
+        const m = modes[k] as number;
+        if (type === 'dir') {
+          entries[k] = was?.type === 'dir' && was.mode === m ? was : { path, type, mode: m };
+        } else {
+          const target = this.d.tree.readLink(path);
+          entries[k] =
+            was?.type === 'symlink' && was.mode === m && was.target === target
+              ? was
+              : { path, type, mode: m, target };
+        }
       }
     }
-    return { walk, toHash, known };
-  }
-
-  private async hashAll(entries: LiveEntry[], known: Map<string, string>): Promise<void> {
-    const hashes = await this.d.hashPool.hash(entries.map((e) => e.path));
-    entries.forEach((e, i) => known.set(e.path, hashes[i] as string));
-  }
-
-  private toManifestEntries(entries: LiveEntry[], hashes: Map<string, string>): ManifestEntry[] {
-    return entries.map((e): ManifestEntry => {
-      const { path, stat } = e;
-      if (stat.type === 'file')
-        return {
-          path,
-          type: 'file',
-          mode: stat.mode,
-          size: stat.size,
-          hash: hashes.get(path) as string,
-        };
-      if (stat.type === 'symlink')
-        return { path, type: 'symlink', mode: stat.mode, target: this.d.tree.readLink(path) };
-      return { path, type: 'dir', mode: stat.mode };
-    });
+    return { walk, hashes, toHash, entries };
   }
 
   private async preflight(bytesNeeded: number, paths: string[], what: string): Promise<void> {
@@ -280,35 +367,45 @@ export class SnapshotService {
     }
     const version = await this.uniqueVersion(options.version);
     const head = await this.d.repo.readHead();
-    const cache = await this.d.repo.readStatCache();
     const roots = [...this.d.config.subscribe];
-    const { walk, toHash, known } = this.scan(roots, cache, head, 'write');
+    const {
+      walk,
+      toHash,
+      hashes,
+      entries: scanned,
+    } = await this.scan(roots, 'write', {
+      entries: true,
+    });
     if (walk.missingRoots.length > 0)
       this.log.warn({ paths: walk.missingRoots }, 'subscribed paths do not exist');
     // Upper bound of new object bytes: every file whose stat changed may be new content.
-    const bytes = toHash.reduce((n, e) => n + e.stat.size, 0);
+    const size = (k: number) => walk.stamps[k * STAMP_FIELDS + 2] as number;
+    const bytes = toHash.reduce((n, k) => n + size(k), 0);
     await this.preflight(bytes, roots, 'commit');
     // Read each changed file once: hash it and, when its object is new, stage it from the
     // same bytes (on every core).
+    const objectsDir = this.d.repo.objectsDir;
+    const stagingDir = this.d.repo.stagingDir;
     const ingested = await this.d.hashPool.ingest(
-      toHash.map((e) => ({
-        path: e.path,
-        mode: e.stat.mode,
-        objectsDir: this.d.repo.objectsDir,
-        stagingDir: this.d.repo.stagingDir,
+      toHash.map((k) => ({
+        path: walk.paths[k] as string,
+        mode: walk.modes[k] as number,
+        objectsDir,
+        stagingDir,
       })),
     );
     let newObjects = 0;
-    for (const r of ingested) {
-      known.set(r.path, r.hash);
+    ingested.forEach((r, j) => {
+      const k = toHash[j] as number;
+      hashes[k] = r.hash;
+      scanned[k] = fileEntry(r.path, walk.modes[k] as number, size(k), r.hash, undefined);
       if (r.staged) newObjects++;
-    }
+    });
 
-    const entries = this.toManifestEntries(walk.entries, known).sort((a, b) =>
-      a.path < b.path ? -1 : 1,
-    );
+    // In walk order, which depends on the tree only (names sorted per directory).
+    const entries = scanned as ManifestEntry[];
     const manifest: Manifest = {
-      format: 1,
+      format: 2,
       version,
       parent: head ?? null,
       time: this.now().toISOString(),
@@ -319,7 +416,7 @@ export class SnapshotService {
     // The manifest is written before its objects are published: a crash in between leaves a
     // commit file no ref names, which recover() notices and sweeps with its objects.
     const commit = await this.d.repo.writeCommit(manifest);
-    this.d.repo.publishStaged();
+    await this.d.repo.publishStaged();
     // The initial marker goes first (a dangling one, from a first commit that never finished,
     // is replaced), then HEAD; the ref is written last and makes the version visible. A crash
     // after HEAD is completed by recover(), which adds the missing ref.
@@ -328,7 +425,12 @@ export class SnapshotService {
       await this.d.repo.writeInitial(version);
     }
     await this.d.repo.writeHead(commit);
-    await this.writeCache(commit, walk.entries, known);
+    // The walk's stamps, entry for entry (only files' are ever looked at).
+    await this.d.repo.writeStatCache({
+      commit,
+      writtenAtMs: Date.now(),
+      stamps: Float64Array.from(walk.stamps),
+    });
     await this.d.repo.writeLastBoot({ bootId, version });
     await this.d.repo.writeRef(manifest, commit);
     const pruned = await this.prune();
@@ -366,18 +468,17 @@ export class SnapshotService {
     return name;
   }
 
+  /** Writes the stat cache of `commit`; `fill` puts the stamps of its file entries. */
   private async writeCache(
     commit: string,
-    entries: LiveEntry[],
-    hashes: Map<string, string>,
+    entries: ManifestEntry[],
+    fill: (out: Float64Array, i: number, e: ManifestEntry) => void,
   ): Promise<void> {
-    const cache: StatCache = { commit, writtenAtMs: Date.now(), entries: new Map() };
-    for (const e of entries) {
-      const hash = hashes.get(e.path);
-      if (e.stat.type === 'file' && hash !== undefined)
-        cache.entries.set(e.path, { stamp: e.stat.stamp, hash });
-    }
-    await this.d.repo.writeStatCache(cache);
+    const stamps = new Float64Array(entries.length * STAMP_FIELDS).fill(NaN);
+    entries.forEach((e, i) => {
+      if (e.type === 'file') fill(stamps, i, e);
+    });
+    await this.d.repo.writeStatCache({ commit, writtenAtMs: Date.now(), stamps });
   }
 
   // ---- list, diff ---------------------------------------------------------------------------
@@ -410,9 +511,10 @@ export class SnapshotService {
     const ea = byPath(ma.entries);
     const eb = byPath(mb.entries);
     return {
-      added: [...eb.keys()].filter((p) => !ea.has(p)),
-      removed: [...ea.keys()].filter((p) => !eb.has(p)),
-      modified: [...eb.keys()].filter((p) => ea.has(p) && !sameEntry(ea.get(p), eb.get(p))),
+      // Sorted by path (manifests list entries in walk order).
+      added: [...eb.keys()].filter((p) => !ea.has(p)).sort(),
+      removed: [...ea.keys()].filter((p) => !eb.has(p)).sort(),
+      modified: [...eb.keys()].filter((p) => ea.has(p) && !sameEntry(ea.get(p), eb.get(p))).sort(),
     };
   }
 
@@ -447,42 +549,76 @@ export class SnapshotService {
   private async drift(): Promise<number> {
     const head = await this.d.repo.readHead();
     if (head === undefined) return 0;
-    const manifest = await this.d.repo.readCommit(head);
-    const plan = await this.plan(manifest);
+    const plan = await this.plan({ id: head, manifest: await this.d.repo.readCommit(head) });
     return plan.write.length + plan.remove.length + plan.dirs.length + plan.chmods.length;
   }
 
-  private async plan(target: Manifest, mode: 'write' | 'read' = 'write') {
-    const head = await this.d.repo.readHead();
-    const cache = await this.d.repo.readStatCache();
-    const { walk, toHash, known } = this.scan(target.roots, cache, head, mode);
-    await this.hashAll(toHash, known);
-    const wanted = byPath(target.entries);
-    const live = new Map(walk.entries.map((e) => [e.path, e]));
+  /** What differs between the live tree and `target` (read-only). */
+  private async plan(commit: Commit, mode: 'write' | 'read' = 'write') {
+    const target = commit.manifest;
+    const { walk, hashes } = await this.scan(target.roots, mode, { known: commit });
+    const { paths, types, modes, stamps } = walk;
+    const wanted = target.entries;
+    // Per target entry, the live entry at its path (-1: none).
+    const liveIndex = new Int32Array(wanted.length);
+    const seen = new Uint8Array(paths.length);
+    const find = pathFinder(paths, itself);
+    const toHash: number[] = [];
+    for (let i = 0; i < wanted.length; i++) {
+      const t = wanted[i] as ManifestEntry;
+      const j = find(t.path, i);
+      liveIndex[i] = j;
+      if (j < 0) continue;
+      seen[j] = 1;
+      // Content matters only for a file that could still be the target's: same size.
+      if (
+        t.type === 'file' &&
+        types[j] === 'file' &&
+        stamps[j * STAMP_FIELDS + 2] === t.size &&
+        hashes[j] === undefined
+      )
+        toHash.push(j);
+    }
+    if (toHash.length > 0) {
+      const computed = await this.d.hashPool.hash(toHash.map((j) => paths[j] as string));
+      toHash.forEach((j, x) => (hashes[j] = computed[x]));
+    }
     const remove: string[] = [];
-    for (const e of walk.entries) if (!wanted.has(e.path)) remove.push(e.path);
+    for (let j = 0; j < seen.length; j++) if (seen[j] === 0) remove.push(paths[j] as string);
     const dirs: ManifestEntry[] = [];
     const write: ManifestEntry[] = [];
     const chmods: ManifestEntry[] = [];
-    for (const t of target.entries) {
-      const l = live.get(t.path);
+    /** Target paths with nothing at them in the live tree. */
+    const absent = new Set<string>();
+    for (let i = 0; i < wanted.length; i++) {
+      const t = wanted[i] as ManifestEntry;
+      const j = liveIndex[i] as number;
+      const type = j < 0 ? undefined : types[j];
+      if (type === undefined) absent.add(t.path);
       if (t.type === 'dir') {
-        if (l?.stat.type !== 'dir') dirs.push(t);
-        else if (l.stat.mode !== t.mode) chmods.push(t);
+        if (type !== 'dir') dirs.push(t);
+        else if (modes[j] !== t.mode) chmods.push(t);
       } else if (t.type === 'symlink') {
-        if (l?.stat.type !== 'symlink' || this.d.tree.readLink(t.path) !== t.target) write.push(t);
-      } else if (l?.stat.type !== 'file' || known.get(t.path) !== t.hash) {
+        if (type !== 'symlink' || this.d.tree.readLink(t.path) !== t.target) write.push(t);
+      } else if (type !== 'file' || hashes[j] !== t.hash) {
         write.push(t);
-      } else if (l.stat.mode !== t.mode) {
+      } else if (modes[j] !== t.mode) {
         chmods.push(t);
       }
     }
-    return { remove, dirs, write, chmods, live, known };
+    /** Copies the walk's stamps of target entry i's live path into a cache's `out`. */
+    const copyStamps = (out: Float64Array, i: number): void => {
+      const j = liveIndex[i] as number;
+      if (j < 0 || types[j] !== 'file') return;
+      for (let f = 0; f < STAMP_FIELDS; f++)
+        out[i * STAMP_FIELDS + f] = stamps[j * STAMP_FIELDS + f] as number;
+    };
+    return { remove, dirs, write, chmods, absent, copyStamps };
   }
 
   private async applyRollback(target: string, version: string): Promise<number> {
     const manifest = await this.d.repo.readCommit(target);
-    const p = await this.plan(manifest);
+    const p = await this.plan({ id: target, manifest });
     const missing = p.write.filter(
       (e) => e.type === 'file' && !this.d.repo.hasObject(e.hash as string, e.mode),
     );
@@ -508,23 +644,21 @@ export class SnapshotService {
     for (const e of p.write) {
       if (e.type === 'symlink') this.d.tree.placeSymlink(e.target as string, e.path);
       else this.d.tree.placeFile(this.d.repo.objectPath(e.hash as string, e.mode), e.path, e.mode);
-      p.known.set(e.path, e.hash as string);
     }
     for (const e of p.chmods) this.d.tree.chmod(e.path, e.mode);
     const changed = p.remove.length + p.dirs.length + p.write.length + p.chmods.length;
 
     // The stat cache now describes the target: fresh stamps for what was touched, the
-    // planning walk's stamps for the rest.
+    // planning walk's stamps for the rest (whose content the plan found equal).
     const touched = new Set([...p.write, ...p.chmods].map((e) => e.path));
-    const entries: LiveEntry[] = [];
-    for (const e of manifest.entries) {
-      if (e.type !== 'file') continue;
-      const stat = touched.has(e.path) ? this.d.tree.lstat(e.path) : p.live.get(e.path)?.stat;
-      if (stat !== undefined) entries.push({ path: e.path, stat });
-      p.known.set(e.path, e.hash as string);
-    }
     await this.d.repo.writeHead(target);
-    await this.writeCache(target, entries, p.known);
+    await this.writeCache(target, manifest.entries, (out, i, e) => {
+      if (!touched.has(e.path)) p.copyStamps(out, i);
+      else {
+        const stat = this.d.tree.lstat(e.path);
+        if (stat?.type === 'file') putStamp(out, i, stat);
+      }
+    });
     await this.d.repo.clearRollbackJournal();
     this.log.info({ version, changed }, 'rolled back');
     return changed;
@@ -583,12 +717,12 @@ export class SnapshotService {
       }
     }
     let objects = 0;
-    for (const o of this.d.repo.objects()) {
-      if (!live.has(o.key)) {
-        this.d.repo.removeObject(o.path);
-        objects++;
-      }
-    }
+    const stored = this.d.repo.objectFiles();
+    stored.keys.forEach((key, i) => {
+      if (live.has(key)) return;
+      this.d.repo.removeObject(stored.paths[i] as string);
+      objects++;
+    });
     await this.d.repo.clearSweepNeeded();
     return { commits, objects };
   }
@@ -598,13 +732,17 @@ export class SnapshotService {
   async verify(): Promise<VerifyReport> {
     const head = (await this.d.repo.readHead()) ?? null;
     const manifest = head === null ? undefined : await this.d.repo.readCommit(head);
-    const objects = [...this.d.repo.objects()];
+    const objects = this.d.repo.objectFiles();
     // Objects are re-hashed on the workers while this thread checks the live tree.
-    const hashing = this.d.hashPool.hash(objects.map((o) => o.path));
-    const livePlan = manifest === undefined ? undefined : this.plan(manifest, 'read');
+    const hashing = this.d.hashPool.hash(objects.paths);
+    const livePlan =
+      head === null || manifest === undefined
+        ? undefined
+        : this.plan({ id: head, manifest }, 'read');
     const [hashes, p] = await Promise.all([hashing, livePlan]);
-    const damaged = objects.filter((o, i) => hashes[i] !== o.hash).map((o) => o.key);
-    const present = new Set(objects.map((o) => o.key));
+    // A key is <hash>-<mode>: intact when it starts with the hash of its content.
+    const damaged = objects.keys.filter((key, i) => !key.startsWith(hashes[i] as string));
+    const present = new Set(objects.keys);
     const missingObjects = new Set<string>();
     for (const id of new Set((await this.d.repo.refs()).map((r) => r.commit))) {
       const m = id === head && manifest !== undefined ? manifest : await this.d.repo.readCommit(id);
@@ -617,7 +755,7 @@ export class SnapshotService {
     const report: VerifyReport = {
       head,
       version: manifest?.version ?? null,
-      objectsChecked: objects.length,
+      objectsChecked: objects.keys.length,
       damagedObjects: damaged.sort(),
       missingObjects: [...missingObjects].sort(),
       tampered: [],
@@ -628,7 +766,7 @@ export class SnapshotService {
     if (p !== undefined) {
       report.unexpected = p.remove.sort();
       for (const e of [...p.write, ...p.dirs, ...p.chmods]) {
-        (p.live.has(e.path) ? report.tampered : report.missing).push(e.path);
+        (p.absent.has(e.path) ? report.missing : report.tampered).push(e.path);
       }
       report.tampered.sort();
       report.missing.sort();
@@ -669,7 +807,7 @@ export class SnapshotService {
     }
     if (v.head !== null) {
       const manifest = await this.d.repo.readCommit(v.head);
-      const p = await this.plan(manifest);
+      const p = await this.plan({ id: v.head, manifest });
       for (const d of p.dirs) this.d.tree.ensureDir(d.path, d.mode);
       for (const e of p.write) {
         if (e.type === 'symlink') {
@@ -693,16 +831,11 @@ export class SnapshotService {
         this.d.tree.chmod(e.path, e.mode);
         report.restored.push(e.path);
       }
-      const entries: LiveEntry[] = [];
-      for (const e of manifest.entries) {
-        if (e.type !== 'file') continue;
-        const stat = this.d.tree.lstat(e.path);
-        if (stat !== undefined && !report.unrecoverable.some((u) => u.startsWith(`${e.path} `))) {
-          entries.push({ path: e.path, stat });
-          p.known.set(e.path, e.hash as string);
-        }
-      }
-      await this.writeCache(v.head, entries, p.known);
+      const lost = new Set(report.unrecoverable.map((u) => u.slice(0, u.lastIndexOf(' ('))));
+      await this.writeCache(v.head, manifest.entries, (out, i, e) => {
+        const stat = lost.has(e.path) ? undefined : this.d.tree.lstat(e.path);
+        if (stat?.type === 'file') putStamp(out, i, stat);
+      });
     }
     this.log.info(
       {

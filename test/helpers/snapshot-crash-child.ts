@@ -61,7 +61,7 @@ function leaveTemp(a: unknown[]): void {
       meta('HEAD', a[0] as string);
       return;
     case 'repo.writeStatCache':
-      meta('statcache', 'boxkeeper-statcache-1\0partial');
+      meta('statcache', 'bk-statcache-2\npartial');
       return;
     case 'repo.writeRollbackJournal':
       meta('rollback.journal', JSON.stringify(a[0]));

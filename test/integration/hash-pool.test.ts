@@ -1,5 +1,6 @@
-// The hash pool on real files: worker threads (large batches) and the calling thread (small
-// ones) give the same hashes, and staged objects hold exactly the bytes they are named after.
+// The hash pool on real files: worker threads with the calling thread (large jobs) and the
+// calling thread alone (small ones) give the same hashes, staged objects hold exactly the bytes
+// they are named after, and a file that cannot be read fails the job, not the pool.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -59,4 +60,55 @@ test('ingest stages each new content once, read-only, named by hash and mode', a
     assert.equal(mode, '644');
     assert.equal((await stat(join(stagingDir, name))).mode & 0o777, 0o444);
   }
+});
+
+test('a large file is staged by a clone of the bytes it was hashed from', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'bk-pool-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const stagingDir = join(dir, 'staging');
+  await mkdir(stagingDir);
+  const big = randomBytes(3 * 1024 * 1024 + 17); // past the 1 MiB read buffer: streamed
+  await writeFile(join(dir, 'big'), big);
+  for (const size of [1, 2]) {
+    const pool = createHashPool(size);
+    t.after(() => pool.close());
+    const [r] = await pool.ingest([
+      { path: join(dir, 'big'), mode: 0o755, objectsDir: join(dir, 'objects'), stagingDir },
+    ]);
+    assert.equal(r?.hash, sha(big));
+    assert.deepEqual(await readFile(join(stagingDir, `${sha(big)}-755`)), big);
+  }
+});
+
+test('a file that cannot be read fails the whole job, small or large, and the pool goes on', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'bk-pool-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const paths: string[] = [];
+  for (let i = 0; i < 400; i++) {
+    const p = join(dir, `f${i}`);
+    await writeFile(p, `content ${i}`);
+    paths.push(p);
+  }
+  const gone = join(dir, 'gone');
+  await mkdir(join(dir, 'staging'));
+  const pool = createHashPool(2);
+  t.after(() => pool.close());
+  await assert.rejects(pool.hash([...paths.slice(0, 5), gone]), /ENOENT.*gone/);
+  await assert.rejects(pool.hash([...paths.slice(0, 200), gone, ...paths.slice(200)]), /gone/);
+  await assert.rejects(
+    pool.ingest(
+      [...paths, gone].map((path) => ({
+        path,
+        mode: 0o644,
+        objectsDir: join(dir, 'objects'),
+        stagingDir: join(dir, 'staging'),
+      })),
+    ),
+    /gone/,
+  );
+  // Still usable, with every result in its place.
+  assert.deepEqual(
+    await pool.hash(paths),
+    paths.map((_, i) => sha(Buffer.from(`content ${i}`))),
+  );
 });

@@ -230,6 +230,84 @@ test('leftover staging and temp files from a crash are cleaned by the next run',
   ]);
 });
 
+test('a repository of the previous format (JSON manifests, text stat cache) still works', async (t) => {
+  const f = await createSnapshotFixture();
+  t.after(() => f.cleanup());
+  await f.service.commit({ version: 'V1' });
+  const before = await treeState(f.box, SKIP);
+  // Rewrite V1 as the previous store wrote it: manifest entries as objects, a ref holding a
+  // bare commit id, a stat cache of NUL-separated text keyed by path.
+  const newId = (await f.repo.readHead()) as string;
+  const m = await f.repo.readCommit(newId);
+  const entries = m.entries.map((e) => JSON.parse(JSON.stringify(e)) as typeof e);
+  const text = JSON.stringify({ ...m, format: 1, entries });
+  const oldId = objHash(text);
+  await writeFile(join(f.repoDir, 'commits', `${oldId}.json`), text);
+  await rm(join(f.repoDir, 'commits', `${newId}.json`));
+  await writeFile(join(f.repoDir, 'HEAD'), oldId);
+  await writeFile(join(f.repoDir, 'refs', 'V1'), oldId);
+  const files = entries.filter((e) => e.type === 'file');
+  await writeFile(
+    join(f.repoDir, 'statcache'),
+    ['boxkeeper-statcache-1', oldId, String(Date.now() - 60_000)]
+      .concat(files.flatMap((e) => [e.path, '1:2:3:4:5', e.hash as string]))
+      .join('\0'),
+  );
+
+  assert.equal((await f.service.verify()).ok, true);
+  assert.deepEqual(
+    (await f.service.list()).map((v) => [v.version, v.files, v.current]),
+    [['V1', files.length, true]],
+  );
+  await writeFile(join(f.box, 'application.yml'), 'server:\n  port: 9090\n');
+  const v2 = await f.service.commit({ version: 'V2' });
+  // The old stat cache is not used: every file is read once, and only one object is new.
+  assert.equal(v2.hashed, files.length);
+  assert.equal(v2.newObjects, 1);
+  assert.deepEqual(await f.service.diff('V1', 'V2'), {
+    added: [],
+    removed: [],
+    modified: [join(f.box, 'application.yml')],
+  });
+  await f.service.rollback('V1', { discardChanges: true });
+  assert.deepEqual(await treeState(f.box, SKIP), before);
+  assert.equal((await f.service.verify()).ok, true);
+});
+
+test('the stat cache vouches only for unchanged files of the commit it was written for', async (t) => {
+  const f = await createSnapshotFixture();
+  t.after(() => f.cleanup());
+  await f.service.commit({ version: 'V1' });
+  // Stamps written in the same second as the cache are treated as racy; age the cache.
+  const cache = await f.repo.readStatCache();
+  assert.ok(cache);
+  await f.repo.writeStatCache({ ...cache, writtenAtMs: cache.writtenAtMs + 10_000 });
+  // Same size, new content: the changed stamps (mtime, ctime) give it away.
+  const jar = join(f.box, 'icb-box.jar');
+  await writeFile(jar, 'jar v9');
+  const v2 = await f.service.commit({ version: 'V2' });
+  assert.equal(v2.hashed, 1);
+  assert.deepEqual((await f.service.diff('V1', 'V2')).modified, [jar]);
+  // V1's cache, written back after V2 moved HEAD, is ignored as a whole.
+  await f.repo.writeStatCache({ ...cache, writtenAtMs: Date.now() + 10_000 });
+  const v3 = await f.service.commit({ version: 'V3' });
+  assert.equal(v3.hashed, 6);
+  assert.equal(v3.newObjects, 0);
+});
+
+test('a large commit stages on every thread and publishes every object', async (t) => {
+  const f = await createSnapshotFixture();
+  t.after(() => f.cleanup());
+  await mkdir(join(f.box, 'data', 'many'));
+  for (let i = 0; i < 300; i++) await writeFile(join(f.box, 'data', 'many', `r${i}`), `row ${i}`);
+  const c = await f.service.commit({ version: 'V1' });
+  assert.equal(c.newObjects, 306);
+  assert.deepEqual(await readdir(join(f.repoDir, 'staging')), []);
+  const report = await f.service.verify();
+  assert.equal(report.ok, true);
+  assert.equal(report.objectsChecked, 306);
+});
+
 function objHash(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
