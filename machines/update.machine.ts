@@ -161,6 +161,12 @@ function sameCodes(versions: VersionEntry[], codes: string[]): boolean {
   return versions.length === codes.length && versions.every((v, i) => v.versionCode === codes[i]);
 }
 
+/** The version carrying the new agent build (self-update). */
+function selfUpdateInput(context: UpdateContext): { versionNum: string; agentBuild: string } {
+  const v = context.versions.find((x) => x.agentBuild !== null);
+  return { versionNum: v?.versionNum ?? '', agentBuild: v?.agentBuild ?? '' };
+}
+
 function rollbackFailed(context: UpdateContext): boolean {
   return context.lastError?.startsWith('ROLLBACK FAILED') === true;
 }
@@ -765,10 +771,7 @@ export const updateMachine = setup({
           invoke: {
             id: 'handOver',
             src: 'handOver',
-            input: ({ context }) => {
-              const v = context.versions.find((x) => x.agentBuild !== null);
-              return { versionNum: v?.versionNum ?? '', agentBuild: v?.agentBuild ?? '' };
-            },
+            input: ({ context }) => selfUpdateInput(context),
             onError: {
               target: '#update.rollingBack',
               actions: assign({
@@ -788,10 +791,7 @@ export const updateMachine = setup({
           invoke: {
             id: 'confirmSelfUpdate',
             src: 'confirmSelfUpdate',
-            input: ({ context }) => {
-              const v = context.versions.find((x) => x.agentBuild !== null);
-              return { versionNum: v?.versionNum ?? '', agentBuild: v?.agentBuild ?? '' };
-            },
+            input: ({ context }) => selfUpdateInput(context),
             onDone: {
               target: 'startingServices',
               actions: assign({
