@@ -27,6 +27,7 @@ export function updatePolicy(settings: Settings): UpdatePolicy {
     checkIntervalMs: settings.timer.versionCheckMs,
     checkJitterMs: u.checkJitterMs,
     healthTimeoutMs: u.healthTimeoutMs,
+    healthSettleMs: u.healthSettleMs,
     callsRetryMs: u.callsRetryMs,
     retryDelayMs: u.retryDelayMs,
     maxFailedInstalls: u.maxFailedInstalls,

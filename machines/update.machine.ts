@@ -29,6 +29,8 @@ export interface UpdatePolicy {
   checkJitterMs: number;
   /** How long the services may take to be ready after an update before it is rolled back. */
   healthTimeoutMs: number;
+  /** How long both services must then stay up. */
+  healthSettleMs: number;
   /** Wait after finding active calls before trying the install again. */
   callsRetryMs: number;
   /** Wait before retrying a step that must not be given up (resume tasks, rollback). */
@@ -218,7 +220,7 @@ export const updateMachine = setup({
     stopServices: effect<Timed, Record<string, never>>(),
     backup: effect<BackupOutput, { name: string; subject: string }>(),
     finalizeConfig: effect<Timed, Record<string, never>>(),
-    startServices: effect<Timed, { deadline: number }>(),
+    startServices: effect<Timed, { deadline: number; settleMs: number }>(),
     releaseServices: effect<Timed, Record<string, never>>(),
     handOver: effect<Timed, { versionNum: string; agentBuild: string }>(),
     confirmSelfUpdate: effect<Timed, { versionNum: string; agentBuild: string }>(),
@@ -821,7 +823,10 @@ export const updateMachine = setup({
           invoke: {
             id: 'startServices',
             src: 'startServices',
-            input: ({ context }) => ({ deadline: context.healthDeadline }),
+            input: ({ context }) => ({
+              deadline: context.healthDeadline,
+              settleMs: context.policy.healthSettleMs,
+            }),
             onDone: [
               { guard: 'hasPausedTasks', target: 'resumingTasks' },
               { target: 'committing' },

@@ -337,8 +337,8 @@ export class BoxUpdateEffects implements UpdateEffects {
     await this.d.services.stopAll();
   }
 
-  async startServices({ deadline }: { deadline: number }): Promise<void> {
-    await this.d.services.startAll(deadline, this.d.settings.update.healthSettleMs);
+  async startServices({ deadline, settleMs }: { deadline: number; settleMs: number }) {
+    await this.d.services.startAll(deadline, settleMs);
   }
 
   releaseServices(): Promise<void> {

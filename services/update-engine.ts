@@ -54,7 +54,7 @@ export interface UpdateEffects {
   stopServices(input: None, signal: AbortSignal): Promise<void>;
   backup(input: { name: string; subject: string }, signal: AbortSignal): Promise<Out<BackupOutput>>;
   finalizeConfig(input: None, signal: AbortSignal): Promise<void>;
-  startServices(input: { deadline: number }, signal: AbortSignal): Promise<void>;
+  startServices(input: { deadline: number; settleMs: number }, signal: AbortSignal): Promise<void>;
   releaseServices(input: None, signal: AbortSignal): Promise<void>;
   handOver(input: { versionNum: string; agentBuild: string }, signal: AbortSignal): Promise<void>;
   confirmSelfUpdate(input: { versionNum: string }, signal: AbortSignal): Promise<void>;
@@ -201,7 +201,9 @@ function buildMachine(
       stopServices: gate('stopServices', (i: None, s) => e.stopServices(i, s)),
       backup: gate('backup', (i: { name: string; subject: string }, s) => e.backup(i, s)),
       finalizeConfig: gate('finalizeConfig', (i: None, s) => e.finalizeConfig(i, s)),
-      startServices: gate('startServices', (i: { deadline: number }, s) => e.startServices(i, s)),
+      startServices: gate('startServices', (i: { deadline: number; settleMs: number }, s) =>
+        e.startServices(i, s),
+      ),
       releaseServices: gate('releaseServices', (i: None, s) => e.releaseServices(i, s)),
       handOver: gate('handOver', (i: { versionNum: string; agentBuild: string }, s) =>
         e.handOver(i, s),

@@ -72,6 +72,7 @@ const contextSchema = z.object({
     checkIntervalMs: z.number(),
     checkJitterMs: z.number(),
     healthTimeoutMs: z.number(),
+    healthSettleMs: z.number(),
     callsRetryMs: z.number(),
     retryDelayMs: z.number(),
     maxFailedInstalls: z.number(),

@@ -544,6 +544,7 @@ const POLICY: UpdatePolicy = {
   checkIntervalMs: 60_000,
   checkJitterMs: 0,
   healthTimeoutMs: 30_000,
+  healthSettleMs: 1_000,
   callsRetryMs: 5_000,
   retryDelayMs: 5_000,
   maxFailedInstalls: 1,
