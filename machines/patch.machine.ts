@@ -6,7 +6,7 @@
 //
 // The states carry the Python tool's PatchStatus (see `patchStatusOf`). Results go to the
 // parent as PATCH.* events.
-import { assign, enqueueActions, fromPromise, sendParent, setup } from 'xstate';
+import { assign, enqueueActions, fromPromise, sendParent, setup, type AnyActorLogic } from 'xstate';
 import type { PatchStatusName } from './phases.ts';
 
 export interface PatchInfo {
@@ -256,4 +256,14 @@ export function patchStatusOf(value: unknown): PatchStatusName {
     default:
       return 'PENDING';
   }
+}
+
+/** The effects (actor srcs) of a version's machine. */
+export const PATCH_EFFECTS = Object.keys(patchMachine.implementations.actors);
+
+/** The machine with every effect made by `make` from its src (real, inert or fake). */
+export function withPatchEffects(make: (src: string) => AnyActorLogic): typeof patchMachine {
+  return patchMachine.provide({
+    actors: Object.fromEntries(PATCH_EFFECTS.map((src) => [src, make(src)])),
+  });
 }

@@ -10,11 +10,19 @@
 //   a deadline in context that a `waitUntil` effect sleeps towards (no `after`: not restored);
 // - no dead ends: every state either runs an effect, waits for a deadline, or is final-free
 //   and reachable by the timer.
-import { assign, enqueueActions, fromPromise, setup, type ActorRefFrom } from 'xstate';
+import {
+  assign,
+  enqueueActions,
+  fromPromise,
+  setup,
+  type ActorRefFrom,
+  type AnyActorLogic,
+} from 'xstate';
 import {
   errorText,
   eventTime,
   patchMachine,
+  withPatchEffects,
   type PatchInfo,
   type PatchReport,
   type Timed,
@@ -169,6 +177,19 @@ function selfUpdateInput(context: UpdateContext): { versionNum: string; agentBui
   return { versionNum: v?.versionNum ?? '', agentBuild: v?.agentBuild ?? '' };
 }
 
+/** A step failed: roll back (or abandon), recording which step and why. */
+function rollBackOnError(step: string) {
+  return {
+    target: '#update.rollingBack',
+    actions: {
+      type: 'noteError' as const,
+      params: ({ event }: { event: { error: unknown } }) => ({
+        text: `${step}: ${errorText(event.error)}`,
+      }),
+    },
+  };
+}
+
 function rollbackFailed(context: UpdateContext): boolean {
   return context.lastError?.startsWith('ROLLBACK FAILED') === true;
 }
@@ -248,6 +269,7 @@ export const updateMachine = setup({
     selfUpdate: ({ context }) => context.versions.some((v) => v.agentBuild !== null),
   },
   actions: {
+    noteError: assign((_, params: { text: string }) => ({ lastError: params.text })),
     startInstall: assign({ job: 'install', installId: ({ context }) => context.installId + 1 }),
     // `boxkeeper rollback`: the same steps as an install up to the stopped services, then the
     // restore of the last update's backup.
@@ -616,12 +638,7 @@ export const updateMachine = setup({
                 ],
               }),
             },
-            onError: {
-              target: '#update.rollingBack',
-              actions: assign({
-                lastError: ({ event }) => `list tasks: ${errorText(event.error)}`,
-              }),
-            },
+            onError: rollBackOnError('list tasks'),
           },
         },
         pausingTasks: {
@@ -630,12 +647,7 @@ export const updateMachine = setup({
             src: 'pauseTasks',
             input: ({ context }) => ({ tasks: context.pausedTasks ?? [] }),
             onDone: 'checkingCalls',
-            onError: {
-              target: '#update.rollingBack',
-              actions: assign({
-                lastError: ({ event }) => `pause tasks: ${errorText(event.error)}`,
-              }),
-            },
+            onError: rollBackOnError('pause tasks'),
           },
         },
         checkingCalls: {
@@ -690,12 +702,7 @@ export const updateMachine = setup({
             src: 'stopServices',
             input: {},
             onDone: [{ guard: 'isRevert', target: '#update.rollingBack' }, { target: 'backingUp' }],
-            onError: {
-              target: '#update.rollingBack',
-              actions: assign({
-                lastError: ({ event }) => `stop services: ${errorText(event.error)}`,
-              }),
-            },
+            onError: rollBackOnError('stop services'),
           },
         },
         backingUp: {
@@ -710,10 +717,7 @@ export const updateMachine = setup({
               target: 'applying',
               actions: assign({ backup: ({ event }) => event.output.version }),
             },
-            onError: {
-              target: '#update.rollingBack',
-              actions: assign({ lastError: ({ event }) => `backup: ${errorText(event.error)}` }),
-            },
+            onError: rollBackOnError('backup'),
           },
         },
         applying: {
@@ -761,10 +765,7 @@ export const updateMachine = setup({
                 }),
               },
             ],
-            onError: {
-              target: '#update.rollingBack',
-              actions: assign({ lastError: ({ event }) => `finalize: ${errorText(event.error)}` }),
-            },
+            onError: rollBackOnError('finalize'),
           },
         },
         // The agent hands over to `boxkeeper self-update`, which swaps the agent build and
@@ -774,12 +775,7 @@ export const updateMachine = setup({
             id: 'handOver',
             src: 'handOver',
             input: ({ context }) => selfUpdateInput(context),
-            onError: {
-              target: '#update.rollingBack',
-              actions: assign({
-                lastError: ({ event }) => `self-update: ${errorText(event.error)}`,
-              }),
-            },
+            onError: rollBackOnError('self-update'),
           },
           on: {
             'SELF_UPDATE.SWAPPED': 'selfUpdated',
@@ -803,12 +799,7 @@ export const updateMachine = setup({
                   event.output.at + context.policy.healthTimeoutMs,
               }),
             },
-            onError: {
-              target: '#update.rollingBack',
-              actions: assign({
-                lastError: ({ event }) => `self-update: ${errorText(event.error)}`,
-              }),
-            },
+            onError: rollBackOnError('self-update'),
           },
           on: {
             // The updater gave up on the new agent and restored the old one.
@@ -831,12 +822,7 @@ export const updateMachine = setup({
               { guard: 'hasPausedTasks', target: 'resumingTasks' },
               { target: 'committing' },
             ],
-            onError: {
-              target: '#update.rollingBack',
-              actions: assign({
-                lastError: ({ event }) => `health gate: ${errorText(event.error)}`,
-              }),
-            },
+            onError: rollBackOnError('health gate'),
           },
         },
         resumingTasks: {
@@ -1060,4 +1046,20 @@ export function phaseOf(value: unknown, context?: Pick<UpdateContext, 'versions'
   if (path === 'idle' && context !== undefined && context.versions.some((v) => !ready(v.status)))
     return 'INCEPTION';
   return PHASES[path] ?? 'READY';
+}
+
+/** The effects (actor srcs) of the cycle: every actor but the per-version child. */
+export const UPDATE_EFFECTS = Object.keys(updateMachine.implementations.actors).filter(
+  (src) => src !== 'patch',
+);
+
+/**
+ * Both machines with every effect made by `make` from its src: the engine's gated effects,
+ * inert ones (recording an event without acting), or a test's fakes.
+ */
+export function withEffects(make: (src: string) => AnyActorLogic): typeof updateMachine {
+  const effects = Object.fromEntries(UPDATE_EFFECTS.map((src) => [src, make(src)]));
+  return updateMachine.provide({
+    actors: { ...effects, patch: withPatchEffects(make) },
+  });
 }

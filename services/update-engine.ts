@@ -6,13 +6,13 @@ import {
   createActor,
   fromPromise,
   type Actor,
+  type AnyActorLogic,
   type AnyActorRef,
   type InspectionEvent,
 } from 'xstate';
 import { errorMessage } from '../adapters/errors.ts';
 import type { Logger } from '../adapters/logger.ts';
 import {
-  patchMachine,
   patchStatusOf,
   type PatchEffectInput,
   type ReplaceFilesOutput,
@@ -22,7 +22,7 @@ import { PHASE, type PhaseName, type PatchStatusName } from '../machines/phases.
 import {
   phaseOf,
   statePath,
-  updateMachine,
+  withEffects,
   type BackupOutput,
   type CallsOutput,
   type CheckOutput,
@@ -148,79 +148,45 @@ function stampError(err: unknown, at: number): Error {
 }
 
 type Machine = ReturnType<typeof buildMachine>;
+type EffectFn = (input: unknown, signal: AbortSignal) => Promise<unknown>;
+
 function buildMachine(
   periodicChecks: boolean,
-  gate: <I, O extends object>(
-    name: string,
-    fn: (i: I, s: AbortSignal) => Promise<unknown>,
-  ) => ReturnType<typeof fromPromise<O & Timed, I>>,
+  gate: (name: string, fn: EffectFn) => AnyActorLogic,
   e: UpdateEffects,
   now: () => number,
 ) {
-  const patch = patchMachine.provide({
-    actors: {
-      downloadPatch: gate('downloadPatch', (i: PatchEffectInput, s) => e.downloadPatch(i, s)),
-      applySql: gate('applySql', (i: PatchEffectInput, s) => e.applySql(i, s)),
-      replaceFiles: gate('replaceFiles', (i: PatchEffectInput, s) => e.replaceFiles(i, s)),
-      mergeSettings: gate('mergeSettings', (i: PatchEffectInput, s) => e.mergeSettings(i, s)),
-      applyConfig: gate('applyConfig', (i: PatchEffectInput, s) => e.applyConfig(i, s)),
-    },
+  // A wait has no effect to gate: after a crash it simply sleeps towards the same deadline.
+  const waitUntil = fromPromise<Timed, { until: number }>(async ({ input, signal, self }) => {
+    if (!periodicChecks && self.id === 'waitForCheck') {
+      await new Promise<void>((resolve) => {
+        signal.addEventListener('abort', () => resolve(), { once: true });
+      });
+      return { at: now() };
+    }
+    for (;;) {
+      const left = input.until - now();
+      if (left <= 0 || signal.aborted) return { at: now() };
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.min(left, 60_000));
+        signal.addEventListener(
+          'abort',
+          () => {
+            clearTimeout(t);
+            resolve();
+          },
+          { once: true },
+        );
+      });
+    }
   });
-  return updateMachine.provide({
-    actors: {
-      patch,
-      // A wait has no effect to gate: after a crash it simply sleeps towards the same deadline.
-      waitUntil: fromPromise<Timed, { until: number }>(async ({ input, signal, self }) => {
-        if (!periodicChecks && self.id === 'waitForCheck') {
-          await new Promise<void>((resolve) => {
-            signal.addEventListener('abort', () => resolve(), { once: true });
-          });
-          return { at: now() };
-        }
-        for (;;) {
-          const left = input.until - now();
-          if (left <= 0 || signal.aborted) return { at: now() };
-          await new Promise<void>((resolve) => {
-            const t = setTimeout(resolve, Math.min(left, 60_000));
-            signal.addEventListener(
-              'abort',
-              () => {
-                clearTimeout(t);
-                resolve();
-              },
-              { once: true },
-            );
-          });
-        }
-      }),
-      checkVersion: gate('checkVersion', (i: None, s) => e.checkVersion(i, s)),
-      listTasks: gate('listTasks', (i: None, s) => e.listTasks(i, s)),
-      pauseTasks: gate('pauseTasks', (i: { tasks: TaskNo[] }, s) => e.pauseTasks(i, s)),
-      resumeTasks: gate('resumeTasks', (i: { tasks: TaskNo[] }, s) => e.resumeTasks(i, s)),
-      checkCalls: gate('checkCalls', (i: None, s) => e.checkCalls(i, s)),
-      stopServices: gate('stopServices', (i: None, s) => e.stopServices(i, s)),
-      backup: gate('backup', (i: { name: string; subject: string }, s) => e.backup(i, s)),
-      finalizeConfig: gate('finalizeConfig', (i: None, s) => e.finalizeConfig(i, s)),
-      startServices: gate('startServices', (i: { deadline: number; settleMs: number }, s) =>
-        e.startServices(i, s),
-      ),
-      releaseServices: gate('releaseServices', (i: None, s) => e.releaseServices(i, s)),
-      handOver: gate('handOver', (i: { versionNum: string; agentBuild: string }, s) =>
-        e.handOver(i, s),
-      ),
-      confirmSelfUpdate: gate(
-        'confirmSelfUpdate',
-        (i: { versionNum: string; agentBuild: string }, s) => e.confirmSelfUpdate(i, s),
-      ),
-      commitSnapshot: gate('commitSnapshot', (i: { version: string; subject: string }, s) =>
-        e.commitSnapshot(i, s),
-      ),
-      rollbackSnapshot: gate('rollbackSnapshot', (i: { version: string }, s) =>
-        e.rollbackSnapshot(i, s),
-      ),
-      clearCache: gate('clearCache', (i: None, s) => e.clearCache(i, s)),
-      reconcile: gate('reconcile', (i: { reason: string }, s) => e.reconcile(i, s)),
-    },
+  // Every src of the machines is a method of UpdateEffects (checked here, at start).
+  const methods = e as unknown as Record<string, EffectFn | undefined>;
+  return withEffects((src) => {
+    if (src === 'waitUntil') return waitUntil;
+    const method = methods[src];
+    if (typeof method !== 'function') throw new Error(`no effect implements "${src}"`);
+    return gate(src, (input, signal) => method.call(e, input, signal));
   });
 }
 
@@ -487,19 +453,7 @@ export async function recordEvent(
   if (loaded.kind !== 'restored')
     throw new Error(`${metaPath}: no update state to record ${event.type} in (${loaded.kind})`);
   const never = fromPromise<Timed, unknown>(() => new Promise<Timed>(() => undefined));
-  const patch = patchMachine.provide({
-    actors: {
-      downloadPatch: never,
-      applySql: never,
-      replaceFiles: never,
-      mergeSettings: never,
-      applyConfig: never,
-    } as never,
-  });
-  const inert = Object.fromEntries(
-    Object.keys(updateMachine.implementations.actors).map((k) => [k, never]),
-  );
-  const machine = updateMachine.provide({ actors: { ...inert, patch } });
+  const machine = withEffects(() => never);
   const actor = createActor(machine, { snapshot: loaded.snapshot } as never);
   actor.start();
   try {

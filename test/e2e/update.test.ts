@@ -52,6 +52,24 @@ async function updateStatus(e: E2E): Promise<UpdateStatus | null> {
   return (await e.readStatus())?.update ?? null;
 }
 
+/** Waits (on the daemon's status.json) for an update status that satisfies `ok`; returns it. */
+function untilUpdate(
+  d: Daemon,
+  e: E2E,
+  ok: (u: UpdateStatus) => boolean,
+  what: string,
+  timeoutMs = 60_000,
+): Promise<UpdateStatus> {
+  return d.waitUntil(
+    async () => {
+      const u = await updateStatus(e);
+      return u !== null && ok(u) ? u : undefined;
+    },
+    timeoutMs,
+    what,
+  );
+}
+
 async function v18(): Promise<SimVersion> {
   return {
     versionNum: 'V1.8',
@@ -86,13 +104,12 @@ test('a mandatory chain V1.7 → V1.8 → V1.9 installs jar, SQL and config map,
   });
   t.after(() => e.close());
   const d = e.startDaemon();
-  const done = await d.waitUntil(
-    async () => {
-      const u = await updateStatus(e);
-      return u?.lastResult?.startsWith('installed') === true ? u : undefined;
-    },
-    60_000,
+  const done = await untilUpdate(
+    d,
+    e,
+    (u) => u.lastResult?.startsWith('installed') === true,
     'the update to be installed',
+    60_000,
   );
   assert.equal(done.lastResult, 'installed V1.8, V1.9');
   assert.equal(done.lastError, null);
@@ -176,15 +193,12 @@ test('an SQL failure in the second version rolls the box back byte for byte and 
   t.after(() => e.close());
   const before = await boxState(e);
   const d = e.startDaemon();
-  const failed = await d.waitUntil(
-    async () => {
-      const u = await updateStatus(e);
-      return u?.lastResult?.startsWith('install failed') === true && u.state === 'awaitingInstall'
-        ? u
-        : undefined;
-    },
-    60_000,
+  const failed = await untilUpdate(
+    d,
+    e,
+    (u) => u.lastResult?.startsWith('install failed') === true && u.state === 'awaitingInstall',
     'the failed install to be rolled back',
+    60_000,
   );
   assert.match(failed.lastError ?? '', /no_such_table/);
   assert.deepEqual(
@@ -213,10 +227,12 @@ test('an optional update waits for "boxkeeper install"; active calls defer it', 
   });
   t.after(() => e.close());
   const d = e.startDaemon();
-  await d.waitUntil(
-    async () => ((await updateStatus(e))?.state === 'awaitingInstall' ? true : undefined),
-    30_000,
+  await untilUpdate(
+    d,
+    e,
+    (u) => u.state === 'awaitingInstall',
     'the optional update to be downloaded',
+    30_000,
   );
   // Later checks keep running while it waits (no dead end).
   const checks = e.sim.records.checks.length;
@@ -231,13 +247,12 @@ test('an optional update waits for "boxkeeper install"; active calls defer it', 
   await e.box.setFsBehaviour({ activeCalls: 2 });
   const r = await e.cli(['install', '--no-wait']);
   assert.equal(r.code, 0, r.stderr);
-  const deferred = await d.waitUntil(
-    async () => {
-      const u = await updateStatus(e);
-      return /active call/.test(u?.lastError ?? '') ? u : undefined;
-    },
-    20_000,
+  const deferred = await untilUpdate(
+    d,
+    e,
+    (u) => /active call/.test(u.lastError ?? ''),
     'the install to be deferred',
+    20_000,
   );
   assert.match(
     deferred.state,
@@ -245,10 +260,12 @@ test('an optional update waits for "boxkeeper install"; active calls defer it', 
   );
   assert.equal(await appVersion(e), 'V1.7', 'services untouched while calls are active');
   await e.box.setFsBehaviour({ activeCalls: 0 });
-  await d.waitUntil(
-    async () => ((await updateStatus(e))?.lastResult === 'installed V1.8' ? true : undefined),
-    60_000,
+  await untilUpdate(
+    d,
+    e,
+    (u) => u.lastResult === 'installed V1.8',
     'the deferred install to go through',
+    60_000,
   );
   await d.waitUntil(async () => (await appVersion(e)) === 'V1.8', 20_000, 'the V1.8 app to run');
 });
@@ -268,13 +285,12 @@ test('services not ready within the health timeout: the update is rolled back', 
   t.after(() => e.close());
   const jarBefore = await readFile(e.box.jarPath);
   const d = e.startDaemon();
-  const u = await d.waitUntil(
-    async () => {
-      const s = await updateStatus(e);
-      return s?.lastResult?.startsWith('install failed') === true ? s : undefined;
-    },
-    60_000,
+  const u = await untilUpdate(
+    d,
+    e,
+    (s) => s.lastResult?.startsWith('install failed') === true,
     'the health gate to roll the update back',
+    60_000,
   );
   assert.match(u.lastError ?? '', /health gate/);
   assert.deepEqual(await readFile(e.box.jarPath), jarBefore);
@@ -309,10 +325,12 @@ test('a configuration-only version updates configuration.ini, the gateways and a
   t.after(() => e.close());
   const jarBefore = await readFile(e.box.jarPath);
   const d = e.startDaemon();
-  await d.waitUntil(
-    async () => ((await updateStatus(e))?.lastResult === 'installed V1.7.1' ? true : undefined),
-    40_000,
+  await untilUpdate(
+    d,
+    e,
+    (u) => u.lastResult === 'installed V1.7.1',
     'the configuration-only version to be installed',
+    40_000,
   );
   const config = await readFile(e.box.configIniPath, 'utf8');
   assert.match(config, /^version = V1\.7\.1$/m);
@@ -340,11 +358,7 @@ test('"boxkeeper rollback" undoes the last update; "clear-cache" empties the pat
   t.after(() => e.close());
   const before = await boxState(e);
   const d = e.startDaemon();
-  await d.waitUntil(
-    async () => ((await updateStatus(e))?.lastResult === 'installed V1.8' ? true : undefined),
-    40_000,
-    'V1.8 to be installed',
-  );
+  await untilUpdate(d, e, (u) => u.lastResult === 'installed V1.8', 'V1.8 to be installed', 40_000);
   await d.waitUntil(async () => (await appVersion(e)) === 'V1.8', 20_000, 'the V1.8 app to run');
   const r = await e.cli(['rollback', '--timeout', '60']);
   assert.equal(r.code, 0, r.stderr + r.stdout);
@@ -582,11 +596,7 @@ test("a patch in the deployed tool's layout installs unchanged: DB switch, parti
   const settingsBefore = await readFile(e.box.settingsPath, 'utf8');
   const oldDb = e.box.dbPath;
   const d = e.startDaemon();
-  await d.waitUntil(
-    async () => ((await updateStatus(e))?.lastResult === 'installed V1.8' ? true : undefined),
-    40_000,
-    'V1.8 to be installed',
-  );
+  await untilUpdate(d, e, (u) => u.lastResult === 'installed V1.8', 'V1.8 to be installed', 40_000);
   // The script ran against the database configured before the switch.
   const [row] = await dbQuery<{ status: number }>(oldDb, 'SELECT status FROM task WHERE id = 101');
   assert.equal(row?.status, 4);
@@ -654,10 +664,12 @@ test('a Python-era patch.meta is imported: its downloaded mandatory update is in
     }),
   );
   const d = e.startDaemon();
-  await d.waitUntil(
-    async () => ((await updateStatus(e))?.lastResult === 'installed V1.8' ? true : undefined),
-    40_000,
+  await untilUpdate(
+    d,
+    e,
+    (u) => u.lastResult === 'installed V1.8',
     'the imported update to be installed',
+    40_000,
   );
   assert.equal(e.sim.records.downloads.length, 0, 'the zip the Python tool left was used');
   assert.ok((await readdir(patchDir)).some((n) => n.startsWith('patch.meta.python-')));

@@ -29,6 +29,7 @@ import {
 } from 'xstate/graph';
 import {
   patchMachine,
+  withPatchEffects,
   patchStatusOf,
   type PatchEffectInput,
   type PatchEvent,
@@ -41,6 +42,7 @@ import {
   phaseOf,
   statePath,
   updateMachine,
+  withEffects,
   type UpdateEvent,
   type UpdateInput,
   type UpdatePolicy,
@@ -113,38 +115,9 @@ function fake<O, I>(src: string) {
   });
 }
 
-const fakePatch = patchMachine.provide({
-  actors: {
-    downloadPatch: fake('downloadPatch'),
-    applySql: fake('applySql'),
-    replaceFiles: fake('replaceFiles'),
-    mergeSettings: fake('mergeSettings'),
-    applyConfig: fake('applyConfig'),
-  },
-});
+const fakePatch = withPatchEffects((src) => fake(src));
 
-const fakeUpdate = updateMachine.provide({
-  actors: {
-    patch: fakePatch,
-    waitUntil: fake('waitUntil'),
-    checkVersion: fake('checkVersion'),
-    listTasks: fake('listTasks'),
-    pauseTasks: fake('pauseTasks'),
-    resumeTasks: fake('resumeTasks'),
-    checkCalls: fake('checkCalls'),
-    stopServices: fake('stopServices'),
-    backup: fake('backup'),
-    finalizeConfig: fake('finalizeConfig'),
-    startServices: fake('startServices'),
-    releaseServices: fake('releaseServices'),
-    handOver: fake('handOver'),
-    confirmSelfUpdate: fake('confirmSelfUpdate'),
-    commitSnapshot: fake('commitSnapshot'),
-    rollbackSnapshot: fake('rollbackSnapshot'),
-    clearCache: fake('clearCache'),
-    reconcile: fake('reconcile'),
-  },
-});
+const fakeUpdate = withEffects((src) => fake(src));
 
 /** Creates and starts an actor whose effects are fresh fakes. */
 function startWithFakes<A extends AnyActorRef>(

@@ -8,8 +8,7 @@ import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { createActor, fromPromise, type PromiseActorLogic } from 'xstate';
 import { nodePatchFs } from '../../adapters/patch-fs.ts';
-import { patchMachine } from '../../machines/patch.machine.ts';
-import { statePath, updateMachine, type UpdatePolicy } from '../../machines/update.machine.ts';
+import { statePath, withEffects, type UpdatePolicy } from '../../machines/update.machine.ts';
 import { DurableStore, type Envelope } from '../../services/durable.ts';
 import {
   loadPatchMeta,
@@ -69,36 +68,8 @@ function withFakes() {
           calls.push({ src, input, resolve: (o) => resolve(o as O) });
         }),
     );
-  const machine = updateMachine.provide({
-    actors: {
-      patch: patchMachine.provide({
-        actors: {
-          downloadPatch: fake('downloadPatch'),
-          applySql: fake('applySql'),
-          replaceFiles: fake('replaceFiles'),
-          mergeSettings: fake('mergeSettings'),
-          applyConfig: fake('applyConfig'),
-        },
-      }),
-      waitUntil: fake('waitUntil'),
-      checkVersion: fake('checkVersion'),
-      listTasks: fake('listTasks'),
-      pauseTasks: fake('pauseTasks'),
-      resumeTasks: fake('resumeTasks'),
-      checkCalls: fake('checkCalls'),
-      stopServices: fake('stopServices'),
-      backup: fake('backup'),
-      finalizeConfig: fake('finalizeConfig'),
-      startServices: fake('startServices'),
-      releaseServices: fake('releaseServices'),
-      handOver: fake('handOver'),
-      confirmSelfUpdate: fake('confirmSelfUpdate'),
-      commitSnapshot: fake('commitSnapshot'),
-      rollbackSnapshot: fake('rollbackSnapshot'),
-      clearCache: fake('clearCache'),
-      reconcile: fake('reconcile'),
-    },
-  });
+  const machine = withEffects((src) => fake(src));
+
   const last = (src: string): Call => {
     const call = calls.filter((c) => c.src === src).at(-1);
     assert.ok(call !== undefined, `${src} was invoked`);
