@@ -3,7 +3,7 @@ import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
 export default defineConfig(
-  { ignores: ['dist/', 'node_modules/', '.demo/', 'docs/'] },
+  { ignores: ['dist/', 'node_modules/', '.demo/', 'docs/', 'release/'] },
   js.configs.recommended,
   {
     files: ['**/*.ts'],

@@ -4,7 +4,6 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import pino, { type DestinationStream, type Logger as PinoLogger } from 'pino';
-import { createRequire } from 'node:module';
 import type PinoPretty from 'pino-pretty';
 
 export type Logger = PinoLogger;
@@ -104,6 +103,8 @@ export interface LoggerOptions {
   retentionDays?: number;
   /** Console output: pretty lines (TTY), JSON lines, or nothing. */
   console: 'pretty' | 'json' | 'none';
+  /** pino-pretty, for `console: 'pretty'`: the caller loads it (`loadPretty`) only then. */
+  pretty?: typeof PinoPretty;
   now?: () => Date;
 }
 
@@ -111,6 +112,14 @@ export interface LogHandle {
   logger: Logger;
   file: DailyLogFile | undefined;
   close: () => void;
+}
+
+/**
+ * Loaded only for a terminal: it costs tens of ms at start-up that commands run by scripts and
+ * services should not pay. A dynamic import, so a bundle keeps it in a chunk of its own.
+ */
+export async function loadPretty(): Promise<typeof PinoPretty> {
+  return (await import('pino-pretty')).default;
 }
 
 export function consoleModeFor(stream: { isTTY?: boolean }): 'pretty' | 'json' {
@@ -125,9 +134,9 @@ export function createLogger(options: LoggerOptions): LogHandle {
       : new DailyLogFile(options.dir, options.retentionDays ?? 30, options.now);
   if (file !== undefined) streams.push({ level: options.level, stream: file });
   if (options.console === 'pretty') {
-    // Loaded only for a terminal: it costs tens of ms at start-up that commands run by scripts
-    // and services should not pay.
-    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
+    const pretty = options.pretty;
+    if (pretty === undefined)
+      throw new Error("createLogger: console 'pretty' needs options.pretty");
     streams.push({
       level: options.level,
       stream: pretty({

@@ -6,7 +6,7 @@ import { createBoxAppClient, type BoxAppApi } from '../adapters/box-app.ts';
 import { createCloudClient, type CloudApi } from '../adapters/cloud-client.ts';
 import { nodeFiles } from '../adapters/files.ts';
 import { createFreeswitchCli, type FreeswitchCli } from '../adapters/freeswitch.ts';
-import { consoleModeFor, createLogger, type LogHandle } from '../adapters/logger.ts';
+import { consoleModeFor, createLogger, loadPretty, type LogHandle } from '../adapters/logger.ts';
 import { nodeProcesses } from '../adapters/processes.ts';
 import { platformRegistry } from '../adapters/registry.ts';
 import { createSystemInfo } from '../adapters/system.ts';
@@ -36,11 +36,13 @@ export async function loadContext(args: CommandArgs, console: 'auto' | 'none'): 
     registry: platformRegistry(process.platform),
     platform: process.platform,
   });
+  const mode = console === 'auto' ? consoleModeFor(process.stdout) : 'none';
   const log = createLogger({
     level: settings.general.logLevel,
     dir: settings.paths.logs,
     retentionDays: settings.general.logExpirationDays,
-    console: console === 'auto' ? consoleModeFor(process.stdout) : 'none',
+    console: mode,
+    ...(mode === 'pretty' ? { pretty: await loadPretty() } : {}),
   });
   for (const w of warnings) log.logger.warn(w);
   return { settings, log };
@@ -68,10 +70,14 @@ export function cloudFor(ctx: Context, boxConfig: () => BoxConfig): CloudApi {
   });
 }
 
-/** This agent's install: cli/context.ts sits next to the CLI entry (main.ts / main.js). */
+/**
+ * This agent's install: cli/context.ts sits next to the CLI entry (main.ts / main.js); in a
+ * package it is bundled into lib/, whose entry is boxkeeper.mjs (packaging/package.ts).
+ */
 export function agentInstall(): AgentInstall {
   const here = fileURLToPath(import.meta.url);
-  return findAgentInstall(join(dirname(here), `main${extname(here)}`));
+  const ext = extname(here);
+  return findAgentInstall(join(dirname(here), ext === '.mjs' ? 'boxkeeper.mjs' : `main${ext}`));
 }
 
 export const realWorld = {

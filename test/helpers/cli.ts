@@ -105,10 +105,16 @@ export interface CliOptions {
   timeoutMs?: number;
   /** The CLI entry to run (default: this checkout's cli/main.ts). */
   main?: string;
+  /** An executable to run instead of Node + `main`: a release package's bin/boxkeeper. */
+  launcher?: string;
 }
 
 function spawnCli(args: string[], opts: CliOptions): ChildProcess {
-  return spawn(process.execPath, ['--import', TSX_LOADER, opts.main ?? CLI_MAIN, ...args], {
+  const [file, argv] =
+    opts.launcher === undefined
+      ? [process.execPath, ['--import', TSX_LOADER, opts.main ?? CLI_MAIN, ...args]]
+      : [opts.launcher, args];
+  return spawn(file, argv, {
     cwd: opts.cwd ?? REPO,
     env: childEnv(opts.env),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -277,6 +283,8 @@ export interface E2EOptions {
   /** Merged over FAST_SETTINGS (section by section). */
   extraSettings?: Record<string, Record<string, string>>;
   box?: Partial<Omit<FixtureBoxOptions, 'root' | 'hostAddr' | 'extraSettings'>>;
+  /** How every daemon and command is run (default: this checkout's source through tsx). */
+  cliOptions?: CliOptions;
 }
 
 /** A cloud simulator and a fixture box pointed at it, with FAST_SETTINGS and 0.5 s heartbeats. */
@@ -312,12 +320,16 @@ export async function setupE2E(opts: E2EOptions = {}): Promise<E2E> {
     logsDir: join(agentData, 'logs'),
     daemons,
     startDaemon() {
-      const d = new Daemon(['run', '--settings', box.settingsPath]);
+      const d = new Daemon(['run', '--settings', box.settingsPath], opts.cliOptions);
       daemons.push(d);
       return d;
     },
     cli(args, cliOpts) {
-      return runCli([...args, '--settings', box.settingsPath], cliOpts);
+      return runCli([...args, '--settings', box.settingsPath], {
+        ...opts.cliOptions,
+        ...cliOpts,
+        env: { ...opts.cliOptions?.env, ...cliOpts?.env },
+      });
     },
     async readStatus() {
       try {
