@@ -196,6 +196,20 @@ export function createHashPool(size = Math.max(1, Math.min(4, availableParalleli
   let workers: Worker[] | undefined;
   let nextId = 0;
   const pending = new Map<number, { worker: Worker; resolve: (r: WorkerReply) => void }>();
+  // Jobs in flight per worker. A busy worker keeps the process alive, an idle one must not;
+  // counted, because two jobs can share a worker and the first to finish must not unref it
+  // while the other still waits (the event loop would then empty with that job pending).
+  const busy = new Map<Worker, number>();
+  const hold = (w: Worker) => {
+    const n = busy.get(w) ?? 0;
+    busy.set(w, n + 1);
+    if (n === 0) w.ref();
+  };
+  const release = (w: Worker) => {
+    const n = (busy.get(w) ?? 1) - 1;
+    busy.set(w, n);
+    if (n === 0) w.unref();
+  };
 
   function start(): Worker[] {
     workers ??= Array.from({ length: Math.max(0, size - 1) }, () => {
@@ -240,8 +254,7 @@ export function createHashPool(size = Math.max(1, Math.min(4, availableParalleli
       new Promise<WorkerReply>((resolve) => {
         const id = nextId++;
         pending.set(id, { worker: w, resolve });
-        // A busy worker keeps the process alive; an idle one must not.
-        w.ref();
+        hold(w);
         w.postMessage({
           id,
           ...job,
@@ -249,7 +262,7 @@ export function createHashPool(size = Math.max(1, Math.min(4, availableParalleli
           digests: digests.buffer,
           staged: staged.buffer,
         });
-      }).finally(() => w.unref()),
+      }).finally(() => release(w)),
     );
     // This thread takes items from the same counter, yielding now and then so that other work
     // of the caller (and the workers' replies) can proceed.

@@ -373,8 +373,10 @@ test('"boxkeeper rollback" undoes the last update; "clear-cache" empties the pat
   // The cloud still offers V1.8 as mandatory; the operator's rollback holds.
   const checks = e.sim.records.checks.length;
   await d.waitUntil(() => e.sim.records.checks.length > checks + 1, 15_000, 'two more checks');
+  // The simulator records a check before the agent has its answer: the cycle is settled again
+  // once it is back in awaitingInstall, and the app must still be V1.7 then.
+  await untilUpdate(d, e, (u) => u.state === 'awaitingInstall', 'the held update to wait', 30_000);
   assert.equal(await appVersion(e), 'V1.7');
-  assert.equal((await updateStatus(e))?.state, 'awaitingInstall');
   const again = await e.cli(['rollback']);
   assert.equal(again.code, 6, 'nothing left to roll back');
   assert.match(again.stderr, /nothing to roll back/);
