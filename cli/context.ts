@@ -9,6 +9,7 @@ import { createFreeswitchCli, type FreeswitchCli } from '../adapters/freeswitch.
 import { consoleModeFor, createLogger, loadPretty, type LogHandle } from '../adapters/logger.ts';
 import { nodeProcesses } from '../adapters/processes.ts';
 import { platformRegistry } from '../adapters/registry.ts';
+import { captureScriptEnvironment } from '../adapters/script-env.ts';
 import { createSystemInfo } from '../adapters/system.ts';
 import { executableName } from '../services/box-paths.ts';
 import { loadBoxConfig, readAppPort, type BoxConfig } from '../services/box-config.ts';
@@ -111,6 +112,7 @@ export async function createBoxAgent(
     boxApp,
     boxConfig,
     agentVersion: agentInstall().version,
+    scriptEnvironment: (script) => captureScriptEnvironment(script, settings.platform, process.env),
   });
   current.agent = agent;
   return { agent, cloud, boxApp };

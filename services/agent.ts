@@ -14,6 +14,7 @@ import type { UpdateEngine, UpdateStatus } from './update-engine.ts';
 import type { ServiceControl } from './update-effects.ts';
 import { loadBoxConfig, type BoxConfig } from './box-config.ts';
 import { HeartbeatLoop, type HeartbeatOutcome } from './heartbeat.ts';
+import type { EnvCapture } from '../adapters/script-env.ts';
 import type { Settings } from './settings.ts';
 import {
   freeswitchService,
@@ -58,6 +59,8 @@ export interface AgentDeps {
   agentVersion: string;
   /** The box config as loaded at start; kept fresh by every heartbeat. */
   boxConfig: BoxConfig;
+  /** Runs the box's preparation script ([paths] path_bat) and returns what it left. */
+  scriptEnvironment?: (script: string) => Promise<EnvCapture>;
 }
 
 export function statusPath(settings: Settings): string {
@@ -206,6 +209,17 @@ export class Agent {
       boxApp: () => this.deps.boxApp,
       fileExists: (p) => this.deps.files.exists(p),
       writePidFile: (p, pid) => this.deps.files.writeAtomic(p, String(pid)),
+      environment: async () => {
+        const capture = await this.deps.scriptEnvironment?.(settings.paths.pathBat);
+        if (capture?.ok === true) return capture.env;
+        if (capture?.ok === false) {
+          this.deps.logger.warn(
+            { service: 'java', script: settings.paths.pathBat, reason: capture.reason },
+            'the preparation script failed; Java starts with the agent environment',
+          );
+        }
+        return undefined;
+      },
     });
     const freeswitch = freeswitchService({
       fsDir: settings.paths.fs,
