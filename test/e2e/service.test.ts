@@ -236,3 +236,25 @@ test(
     await waitUntil(() => alive(first.java) && alive(first.fs), 5_000, 'services still up');
   },
 );
+
+test('service stop-agent (the Windows service stop command) stops the agent over its control channel; the services stay', async (t) => {
+  const h = await setupE2E({ extraSettings: { update: { enabled: 'on' } } });
+  t.after(() => h.close());
+  const a = h.startDaemon();
+  const up = await servicesUp(h, a);
+  await a.waitUntil(
+    () => access(join(h.agentData, 'control.json')).then(() => true),
+    20_000,
+    'the control channel',
+  );
+  const r = await h.cli(['service', 'stop-agent']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`agent ${a.pid} stopped \\(asked by control channel\\)`));
+  const exit = await a.exited;
+  assert.equal(exit.code, 0, a.tail());
+  assert.equal(exit.signal, null, 'it exited by itself');
+  assert.ok(alive(up.java) && alive(up.fs), 'Java and FreeSWITCH keep running');
+  const again = await h.cli(['service', 'stop-agent']);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /no agent runs for this box/);
+});
