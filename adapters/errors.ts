@@ -14,6 +14,11 @@ export const ExitCode = {
   service: 5,
   /** A snapshot operation was refused or failed (space, mounts, unknown version, damage). */
   snapshot: 6,
+  /**
+   * `boxkeeper run` under systemd handed over to `boxkeeper self-update`, which restarts the
+   * service (listed in the unit's RestartPreventExitStatus= and SuccessExitStatus=).
+   */
+  handover: 10,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 

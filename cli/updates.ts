@@ -166,9 +166,16 @@ export function serveControl(
   settings: Settings,
   engine: UpdateEngine,
   reloadPolicy: () => Promise<UpdatePolicy>,
+  requestStop: () => void = () => undefined,
 ): Promise<ControlServer> {
   return startControlServer(controlFile(settings), async (method, path, body) => {
     if (method === 'GET' && path === '/status') return { status: 200, body: engine.status() };
+    // `boxkeeper service stop-agent` (the Windows service's stop command): a graceful stop
+    // where signals cannot ask for one.
+    if (method === 'POST' && path === '/stop') {
+      requestStop();
+      return { status: 200, body: { stopping: true } };
+    }
     if (method === 'POST' && path === '/command') {
       const name = (body as { command?: unknown } | null)?.command;
       if (name === 'reload-config') {

@@ -4,6 +4,7 @@ import { heartbeatCommand } from './heartbeat.ts';
 import { replayCommand } from './replay.ts';
 import { runCommand } from './run.ts';
 import { selfUpdateCommand } from './self-update.ts';
+import { serviceCommand } from './service.ts';
 import { snapshotCommand } from './snapshot.ts';
 import { statusCommand } from './status.ts';
 import { tokenCommand } from './token.ts';
@@ -38,6 +39,7 @@ export const commands: Record<string, Command> = Object.fromEntries(
     tokenCommand,
     snapshotCommand,
     ...updateCommands,
+    serviceCommand,
     diagramCommand,
     selfUpdateCommand,
     replayCommand,

@@ -4,6 +4,7 @@ import { acquireInstanceLock } from '../../adapters/instance-lock.ts';
 import { errorMessage } from '../../adapters/errors.ts';
 import { connectInspector, releaseProcess } from '../../adapters/inspector.ts';
 import { platformRegistry } from '../../adapters/registry.ts';
+import { HANDOVER_EXIT_CODE, serviceKindOf } from '../../services/service-definitions.ts';
 import { loadSettings } from '../../services/settings.ts';
 import { loadContext, realWorld, settingsOption, createBoxAgent } from '../context.ts';
 import { createUpdateRuntime, serveControl, updatePolicy, type UpdateRuntime } from '../updates.ts';
@@ -34,6 +35,9 @@ export const runCommand: Command = {
       'boxkeeper run',
       realWorld.processes,
     );
+    let stopRequested: (why: string) => void = () => undefined;
+    const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
+    let exitCode: ExitCode = ExitCode.ok;
     try {
       const { agent, cloud, boxApp } = await createBoxAgent(ctx);
       let updates: UpdateRuntime | undefined;
@@ -54,15 +58,20 @@ export const runCommand: Command = {
         agent.start({ holdServices: updates.engine.servicesMustStayDown() });
         updates.engine.start();
         const engine = updates.engine;
-        const server = await serveControl(settings, engine, async () => {
-          await agent.refreshBoxConfig();
-          const fresh = await loadSettings(settings.file, {
-            readFile: realWorld.files.readFile,
-            registry: platformRegistry(settings.platform),
-            platform: settings.platform,
-          });
-          return updatePolicy(fresh.settings);
-        });
+        const server = await serveControl(
+          settings,
+          engine,
+          async () => {
+            await agent.refreshBoxConfig();
+            const fresh = await loadSettings(settings.file, {
+              readFile: realWorld.files.readFile,
+              registry: platformRegistry(settings.platform),
+              platform: settings.platform,
+            });
+            return updatePolicy(fresh.settings);
+          },
+          () => stopRequested('stop requested'),
+        );
         control = server;
         agent.setControl({ url: server.info.url });
       } else {
@@ -73,11 +82,16 @@ export const runCommand: Command = {
         process.once('SIGINT', () => resolve('SIGINT'));
         process.once('SIGTERM', () => resolve('SIGTERM'));
         void updates?.exitRequested.then(resolve);
+        void stopped.then(resolve);
       });
       log.logger.info({ signal }, 'stopping (box services keep running)');
       await control?.close();
       await updates?.close();
       await agent.stop();
+      // Under systemd the hand-over exit must not look like an agent to restart: the updater
+      // restarts the service once the new build is in place (docs/architecture.md).
+      if (signal === 'self-update' && serviceKindOf(process.env) === 'systemd')
+        exitCode = HANDOVER_EXIT_CODE;
     } finally {
       await lock.release();
       log.close();
@@ -86,6 +100,6 @@ export const runCommand: Command = {
         releaseProcess();
       }
     }
-    return ExitCode.ok;
+    return exitCode;
   },
 };

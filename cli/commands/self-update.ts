@@ -15,6 +15,8 @@ import { recordEvent } from '../../services/update-engine.ts';
 import { agentInstall, loadContext, realWorld, settingsOption } from '../context.ts';
 import { spawnAgentProcess } from '../self-update.ts';
 import { updatePolicy } from '../updates.ts';
+import { serviceManagerFor } from './service.ts';
+import { serviceKindOf } from '../../services/service-definitions.ts';
 import type { Command } from './index.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -54,6 +56,10 @@ export const selfUpdateCommand: Command = {
     const policy = updatePolicy(settings);
     const entry = agentInstall().entry;
     const to = readAgentPackage(build)?.version;
+    // BOXKEEPER_SERVICE (inherited from the agent the service manager runs): who starts agents.
+    const kind = serviceKindOf(process.env);
+    const service = kind === undefined ? undefined : serviceManagerFor(kind, settings);
+    if (service !== undefined) log.info({ service: kind }, 'running under a service manager');
     try {
       // 1. The old agent exits on its own; after a minute it is made to.
       const waitUntil = Date.now() + 60_000;
@@ -79,9 +85,17 @@ export const selfUpdateCommand: Command = {
         await lock.release();
       }
       // 3. The new agent must come up and confirm (it moves the update past selfUpdated).
+      //    Under a service manager the service is restarted (it runs the swapped install);
+      //    otherwise the updater starts the agent itself.
       const logFile = join(settings.paths.logs, `agent-${stamp()}.log`);
-      const pid = spawnAgentProcess(home, entry, ['run', '--settings', settings.file], logFile);
-      log.info({ pid, logFile }, 'new agent started');
+      let pid: number | undefined;
+      if (service === undefined) {
+        pid = spawnAgentProcess(home, entry, ['run', '--settings', settings.file], logFile);
+        log.info({ pid, logFile }, 'new agent started');
+      } else {
+        await service.restart();
+        log.info({ service: service.kind }, 'service restarted on the new install');
+      }
       const waitMs = policy.healthTimeoutMs + 30_000;
       const deadline = Date.now() + waitMs;
       for (;;) {
@@ -90,24 +104,44 @@ export const selfUpdateCommand: Command = {
           (t) => JSON.parse(t) as AgentStatus,
           () => null,
         );
+        const isNew =
+          status !== null &&
+          (pid === undefined
+            ? status.pid !== agentPid && realWorld.processes.isAlive(status.pid)
+            : status.pid === pid);
         const confirmed =
-          status?.pid === pid &&
+          status !== null &&
+          isNew &&
           status.agentVersion === to &&
           status.update !== null &&
           !status.update.state.startsWith('installing.selfUpdat');
         if (confirmed) {
-          log.info({ pid, version: to, update: status.update?.state }, 'the new agent runs');
+          log.info(
+            { pid: status.pid, version: to, update: status.update?.state },
+            'the new agent runs',
+          );
           return ExitCode.ok;
         }
-        if (!realWorld.processes.isAlive(pid))
+        // Under a service manager a crashed agent is restarted by it: only the deadline counts.
+        if (pid !== undefined && !realWorld.processes.isAlive(pid))
           throw new Error(`the new agent (pid ${pid}) exited; see ${logFile}`);
         if (Date.now() > deadline) {
-          await realWorld.processes.killTree(pid, 'SIGKILL').catch(() => undefined);
+          // Under a service manager, a stop signals the agent only (KillMode=process, WinSW's
+          // stop command).
+          if (pid !== undefined)
+            await realWorld.processes.killTree(pid, 'SIGKILL').catch(() => undefined);
+          else await service?.stop().catch(() => undefined);
           throw new Error(`the new agent did not confirm the update within ${waitMs / 1000} s`);
         }
       }
     } catch (err) {
       log.error({ err: errorMessage(err) }, 'self-update failed; restoring the previous agent');
+      // A new agent the service manager keeps restarting would hold the lock.
+      if (service !== undefined) {
+        await service
+          .stop()
+          .catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'cannot stop the service'));
+      }
       const lock = await acquireInstanceLock(
         join(settings.paths.agentData, 'agent.lock'),
         'boxkeeper self-update (restore)',
@@ -127,13 +161,20 @@ export const selfUpdateCommand: Command = {
       } finally {
         await lock.release();
       }
-      const pid = spawnAgentProcess(
-        home,
-        entry,
-        ['run', '--settings', settings.file],
-        join(settings.paths.logs, `agent-${stamp()}.log`),
-      );
-      log.warn({ pid }, 'previous agent started; it rolls the update back');
+      if (service === undefined) {
+        const pid = spawnAgentProcess(
+          home,
+          entry,
+          ['run', '--settings', settings.file],
+          join(settings.paths.logs, `agent-${stamp()}.log`),
+        );
+        log.warn({ pid }, 'previous agent started; it rolls the update back');
+      } else {
+        await service
+          .restart()
+          .then(() => log.warn('service restarted on the previous agent; it rolls the update back'))
+          .catch((e: unknown) => log.error({ err: errorMessage(e) }, 'cannot restart the service'));
+      }
       throw new BoxkeeperError(`self-update failed: ${errorMessage(err)}`, ExitCode.service);
     } finally {
       ctx.log.close();

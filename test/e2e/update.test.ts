@@ -3,6 +3,7 @@
 // on failure, defers while calls are active, and takes operator commands.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { cp, mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { test } from 'node:test';
@@ -10,7 +11,10 @@ import sqlite3 from 'sqlite3';
 import { buildStandinJar } from '../../fixtures/box/generate.ts';
 import type { SimVersion } from '../../fixtures/cloud-sim/server.ts';
 import type { UpdateStatus } from '../../services/update-engine.ts';
-import { alive, Daemon, REPO, setupE2E, waitUntil, type E2E } from '../helpers/cli.ts';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { delimiter } from 'node:path';
+import { alive, Daemon, REPO, setupE2E, TSX_LOADER, waitUntil, type E2E } from '../helpers/cli.ts';
 import { appVersion, dbQuery, tempFiles } from '../helpers/update.ts';
 
 const UPDATE_SETTINGS = {
@@ -411,6 +415,7 @@ async function selfUpdateBox(
   t: { after: (fn: () => Promise<void>) => void },
   edit: (files: Record<string, Buffer>) => void = () => undefined,
   update: Record<string, string> = {},
+  env: Record<string, string> = {},
 ): Promise<SelfUpdateBox> {
   const e = await setupE2E({
     extraSettings: { ...UPDATE_SETTINGS, update: { ...UPDATE_SETTINGS.update, ...update } },
@@ -452,6 +457,7 @@ async function selfUpdateBox(
   });
   const daemon = new Daemon(['run', '--settings', e.box.settingsPath], {
     main: join(home, 'cli', 'main.ts'),
+    env,
   });
   e.daemons.push(daemon);
   return { e, home, version: pkg.version, daemon, track: (pid) => others.add(pid) };
@@ -557,6 +563,85 @@ test('self-update: a new build that does not come up is replaced by the old one 
   const ops = e.sim.records.taskOps.map((o) => o.op);
   assert.deepEqual(ops, ['pause', 'resume']);
 });
+
+/**
+ * A `systemctl` standing in for systemd on this machine: records its calls; `restart` stops the
+ * recorded main process (SIGTERM to it alone, KillMode=process) and starts `execstart` in a new
+ * session with the unit's environment, as systemd does for the unit; `stop` signals the main
+ * process only.
+ */
+async function systemdStandIn(dir: string, execStart: string): Promise<Record<string, string>> {
+  const bin = join(dir, 'bin');
+  await mkdir(bin, { recursive: true });
+  await writeFile(join(dir, 'execstart'), execStart);
+  const script = `#!/bin/sh
+D="${dir}"
+echo "$*" >> "$D/calls.log"
+case "$1" in
+  restart|stop)
+    if [ -f "$D/main.pid" ]; then kill -TERM "$(cat "$D/main.pid")" 2>/dev/null; rm -f "$D/main.pid"; fi
+    if [ "$1" = restart ]; then
+      ( BOXKEEPER_SERVICE=systemd setsid sh -c 'echo $$ > "$0/main.pid"; exec $(cat "$0/execstart")' "$D" >> "$D/agent.log" 2>&1 < /dev/null & )
+    fi ;;
+esac
+exit 0
+`;
+  await writeFile(join(bin, 'systemctl'), script);
+  await chmod(join(bin, 'systemctl'), 0o755);
+  return { PATH: `${bin}${delimiter}${process.env.PATH ?? ''}`, BOXKEEPER_SERVICE: 'systemd' };
+}
+
+test('self-update under systemd: the agent exits 10, the updater restarts the service on the new build', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'bk-systemd-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const env = await systemdStandIn(dir, '');
+  const { e, home, version, daemon: d, track } = await selfUpdateBox(t, undefined, {}, env);
+  // The unit's ExecStart for the agent installed in <home>, as "service install" renders it.
+  const execStart = `${process.execPath} --import ${TSX_LOADER} ${join(home, 'cli', 'main.ts')} run --settings ${e.box.settingsPath}`;
+  await writeFile(join(dir, 'execstart'), execStart);
+
+  let timer: NodeJS.Timeout | undefined;
+  const exited = await Promise.race([
+    d.exited,
+    new Promise<null>((r) => (timer = setTimeout(() => r(null), 60_000))),
+  ]);
+  clearTimeout(timer);
+  assert.ok(exited !== null, `the old agent did not exit for the hand-over\n${d.tail(40)}`);
+  assert.equal(
+    exited.code,
+    10,
+    `hand-over exit under systemd (RestartPreventExitStatus)\n${d.tail(40)}`,
+  );
+
+  const status = await waitUntil(
+    async () => {
+      const s = await e.readStatus();
+      if (s !== null && s.pid !== d.pid) track(s.pid);
+      return s?.agentVersion === `${version}-next` && s.update?.lastResult === 'installed V1.8'
+        ? s
+        : undefined;
+    },
+    90_000,
+    'the agent the service manager restarted to finish the update',
+    () => `systemctl calls: ${readFileSyncSafe(join(dir, 'calls.log'))}`,
+  );
+  const mainPid = Number(await readFile(join(dir, 'main.pid'), 'utf8'));
+  assert.equal(status.pid, mainPid, 'the new agent is the one the service manager started');
+  const calls = (await readFile(join(dir, 'calls.log'), 'utf8')).split('\n').filter(Boolean);
+  assert.deepEqual(calls, ['reset-failed boxkeeper.service', 'restart boxkeeper.service']);
+  const installed = JSON.parse(await readFile(join(home, 'package.json'), 'utf8')) as {
+    version: string;
+  };
+  assert.equal(installed.version, `${version}-next`);
+});
+
+function readFileSyncSafe(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '(none)';
+  }
+}
 
 async function sqliteFile(path: string, sql: string): Promise<Buffer> {
   await new Promise<void>((resolve, reject) => {
