@@ -39,6 +39,17 @@ export function findAgentInstall(entryFile: string): AgentInstall {
   }
 }
 
+/**
+ * The Node runtime to run an install with: the package's own (`<home>/runtime/node[.exe]`), else
+ * the one running now (a source checkout). Starting an install with its own runtime matters on
+ * Windows: a directory holding a running .exe cannot be renamed, so the updater must not run
+ * from the install it swaps.
+ */
+export function runtimeOf(home: string, platform: NodeJS.Platform = process.platform): string {
+  const own = join(home, 'runtime', platform === 'win32' ? 'node.exe' : 'node');
+  return existsSync(own) ? own : process.execPath;
+}
+
 /** `<home>.incoming`, `<home>.previous`: siblings used while swapping the install. */
 export function swapPaths(home: string): { incoming: string; previous: string } {
   return { incoming: `${home}.incoming`, previous: `${home}.previous` };

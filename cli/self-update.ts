@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readAgentPackage } from '../adapters/agent-install.ts';
+import { readAgentPackage, runtimeOf } from '../adapters/agent-install.ts';
 import { errorMessage } from '../adapters/errors.ts';
 import type { Logger } from '../adapters/logger.ts';
 import type { Settings } from '../services/settings.ts';
@@ -34,7 +34,10 @@ export function spawnAgentProcess(
 ): number {
   const fd = openSync(logFile, 'a');
   try {
-    const child = spawn(process.execPath, [...process.execArgv, join(home, entry), ...args], {
+    const node = runtimeOf(home);
+    // A package's runtime runs the bundle as it is; a checkout needs this process's flags (tsx).
+    const flags = node === process.execPath ? process.execArgv : [];
+    const child = spawn(node, [...flags, join(home, entry), ...args], {
       cwd: home,
       detached: true,
       stdio: ['ignore', fd, fd],
@@ -64,9 +67,14 @@ export function cliSelfUpdater(
       if (!(await realWorld.files.exists(join(build, me.entry))))
         throw new Error(`${build}: the build has no ${me.entry}`);
       // A build that cannot even start must not be handed the box.
+      const node = runtimeOf(build);
       const smoke = await realWorld.processes.exec(
-        process.execPath,
-        [...process.execArgv, join(build, me.entry), '--version'],
+        node,
+        [
+          ...(node === process.execPath ? process.execArgv : []),
+          join(build, me.entry),
+          '--version',
+        ],
         { timeoutMs: 60_000, cwd: build },
       );
       if (smoke.code !== 0 || !smoke.stdout.includes(pkg.version)) {

@@ -90,6 +90,31 @@ async function extractFromTarball(tarball: string, member: string, dest: string)
   await rm(tmp, { recursive: true, force: true });
 }
 
+/**
+ * WinSW, the Windows service wrapper (docs/architecture.md says why), as node-windows ships it.
+ * Pinned by version and by the exe's sha256: a changed binary stops the build.
+ */
+const WINSW = {
+  package: 'node-windows',
+  version: '1.0.0-beta.8',
+  exe: 'package/bin/winsw/winsw.exe',
+  config: 'package/bin/winsw/winsw.exe.config',
+  sha256: '5859b114d96800a2b98ef9d19eaa573a786a422dad324547ef25be181389df01',
+};
+
+async function addWinsw(dir: string): Promise<void> {
+  const tarball = await npmTarball(WINSW.package, WINSW.version);
+  const dest = join(dir, 'vendor', 'winsw');
+  await extractFromTarball(tarball, WINSW.exe, join(dest, 'winsw.exe'));
+  await extractFromTarball(tarball, WINSW.config, join(dest, 'winsw.exe.config'));
+  const actual = await sha256(join(dest, 'winsw.exe'));
+  if (actual !== WINSW.sha256)
+    throw new Error(
+      `${WINSW.package}@${WINSW.version} ${WINSW.exe}: sha256 ${actual}, expected ${WINSW.sha256}`,
+    );
+  await copyFile(join(ROOT, 'packaging', 'win', 'WinSW-LICENSE.txt'), join(dest, 'LICENSE.txt'));
+}
+
 /** Windows parts cross-built here with mingw (cached by the script itself). */
 async function windowsNatives(): Promise<{ launcher: string; sqlite: string }> {
   const out = join(cacheDir(), 'win-natives');
@@ -181,6 +206,7 @@ export async function buildPackage(
       join(ROOT, 'node_modules', 'ps-list', 'vendor', 'fastlist-0.3.0-x64.exe'),
       join(dir, 'lib', 'vendor', 'fastlist-0.3.0-x64.exe'),
     );
+    await addWinsw(dir);
   } else {
     await mkdir(join(dir, 'bin'), { recursive: true });
     await writeFile(join(dir, 'bin', 'boxkeeper'), LINUX_LAUNCHER, { mode: 0o755 });
