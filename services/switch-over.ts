@@ -165,7 +165,9 @@ export async function ensureInstalled(
   await tree.copyTreeDurable(source, incoming);
   const copy = await verifyPackage(incoming, tree);
   if (copy.problems.length > 0)
-    throw new Error(`the copy ${incoming} does not verify: ${copy.problems.slice(0, 5).join('; ')}`);
+    throw new Error(
+      `the copy ${incoming} does not verify: ${copy.problems.slice(0, 5).join('; ')}`,
+    );
   for (const rel of EXECUTABLES) {
     const p = join(incoming, rel);
     if (await tree.exists(p)) await tree.makeExecutable(p);
