@@ -10,7 +10,7 @@ import { nodePatchFs, type PatchFs } from '../adapters/patch-fs.ts';
 import { sqliteAdapter } from '../adapters/sqlite.ts';
 import { openTraceFile } from '../adapters/trace-file.ts';
 import { extractZipSafely } from '../adapters/zip.ts';
-import type { UpdateEvent, UpdatePolicy } from '../machines/update.machine.ts';
+import type { TaskNo, UpdateEvent, UpdatePolicy } from '../machines/update.machine.ts';
 import type { Agent } from '../services/agent.ts';
 import type { Settings } from '../services/settings.ts';
 import type { SnapshotService } from '../services/snapshots.ts';
@@ -45,6 +45,8 @@ export interface UpdateRuntimeHooks {
   fs?: PatchFs;
   services?: ServiceControl;
   cloud?: CloudApi;
+  /** The box app's paused tasks (adopted when an install is taken over from the Python tool). */
+  pausedTasks?: () => Promise<TaskNo[]>;
   trace?: { path: string; write: (line: string) => void };
   /** Extra inspection, e.g. the Stately inspector (`--inspect`). */
   inspect?: (event: InspectionEvent) => void;
@@ -114,6 +116,7 @@ export async function createUpdateRuntime(
           logger,
         })
       ).tasks,
+    pausedTasks: hooks.pausedTasks ?? (() => boxApp.listPausedTasks()),
     fsCli: fsCliFor(settings),
     logger,
     onProgress: (code, done, total) => engineRef.engine?.reportProgress(code, done, total),

@@ -72,6 +72,12 @@ export interface UpdateContext {
   job: Job | null;
   /** Exactly the tasks boxkeeper paused (and only those are resumed); null: none. */
   pausedTasks: TaskNo[] | null;
+  /**
+   * The install was taken over from the Python tool mid-way (imported BACKUP_CREATED …
+   * SELF_UPDATE_COMPLETE): the tasks it paused are not in `pausedTasks`, so once the services
+   * are up, the box app's paused tasks are adopted as tasks to resume (once; then false).
+   */
+  adoptPaused: boolean;
   /** Snapshot version taken before this install (rollback target). */
   backup: string | null;
   /** The pre-update snapshot of the last completed update (`boxkeeper rollback`). */
@@ -133,6 +139,9 @@ export interface CallsOutput extends Timed {
 export interface BackupOutput extends Timed {
   version: string;
 }
+export interface PausedTasksOutput extends Timed {
+  tasks: TaskNo[];
+}
 export interface ReconcileOutput extends Timed {
   /** A pre-update snapshot that must be restored (an install was interrupted), or null. */
   backup: string | null;
@@ -142,7 +151,7 @@ export interface ReconcileOutput extends Timed {
 const effect = <O extends Timed, I>() =>
   fromPromise<O, I>(() => Promise.reject(new Error('effect not provided')));
 
-export const UPDATE_MACHINE_VERSION = '1';
+export const UPDATE_MACHINE_VERSION = '2';
 const RETRIES = 5;
 const RESUME_NOTE = '; resuming the paused tasks failed (retrying): ';
 
@@ -235,6 +244,7 @@ export const updateMachine = setup({
     waitUntil: effect<Timed, { until: number }>(),
     checkVersion: effect<CheckOutput, Record<string, never>>(),
     listTasks: effect<TasksOutput, Record<string, never>>(),
+    listPausedTasks: effect<PausedTasksOutput, { until: number }>(),
     pauseTasks: effect<Timed, { tasks: TaskNo[] }>(),
     resumeTasks: effect<Timed, { tasks: TaskNo[] }>(),
     checkCalls: effect<CallsOutput, Record<string, never>>(),
@@ -265,11 +275,21 @@ export const updateMachine = setup({
     hasBackup: ({ context }) => context.backup !== null,
     isRevert: ({ context }) => context.job === 'revert',
     hasPausedTasks: ({ context }) => (context.pausedTasks ?? []).length > 0,
+    adoptPaused: ({ context }) => context.adoptPaused,
     canRetryRollback: ({ context }) => context.rollbackAttempts < 3,
     selfUpdate: ({ context }) => context.versions.some((v) => v.agentBuild !== null),
   },
   actions: {
     noteError: assign((_, params: { text: string }) => ({ lastError: params.text })),
+    // Taken over from the Python tool mid-install: the box app's paused tasks (it paused them,
+    // §3.8) join the tasks to resume. Once.
+    adoptTasks: assign(({ context }, params: { tasks: TaskNo[] }) => ({
+      pausedTasks: [...new Set([...(context.pausedTasks ?? []), ...params.tasks])],
+      adoptPaused: false,
+    })),
+    adoptDeadline: assign({
+      waitUntil: ({ context, event }) => eventTime(event) + context.policy.healthTimeoutMs,
+    }),
     startInstall: assign({ job: 'install', installId: ({ context }) => context.installId + 1 }),
     // `boxkeeper rollback`: the same steps as an install up to the stopped services, then the
     // restore of the last update's backup.
@@ -336,6 +356,7 @@ export const updateMachine = setup({
         backup: null,
         job: null,
         pausedTasks: null,
+        adoptPaused: false,
         failedInstalls: 0,
         retries: RETRIES,
         installRequested: false,
@@ -375,6 +396,7 @@ export const updateMachine = setup({
     installRequested: false,
     job: null,
     pausedTasks: null,
+    adoptPaused: false,
     backup: null,
     lastBackup: null,
     lastInstalled: [],
@@ -404,6 +426,23 @@ export const updateMachine = setup({
           target: 'routing',
         },
         {
+          // The Python updater swapped its agent (for boxkeeper: the switch-over) after every
+          // version was applied: finish as the Python tool would (post_installation_cleanup):
+          // finalize, start the services under the health gate, resume, COMPLETE. Nothing is
+          // applied again and no backup is taken: the box already carries the update, so a
+          // snapshot now would be no rollback target (the Python tool's <QTHZ>\backup is).
+          guard: ({ context }) =>
+            context.startup.imported === 'SELF_UPDATE_COMPLETE' &&
+            context.versions.length > 0 &&
+            context.versions.every((v) => v.status === 'INSTALLED'),
+          target: 'installing.finalizing',
+          actions: assign({
+            job: 'install',
+            installId: ({ context }) => context.installId + 1,
+            adoptPaused: true,
+          }),
+        },
+        {
           // The Python tool was in the middle of an install: install again from the top
           // (a fresh backup first); versions it recorded as INSTALLED are not applied again.
           guard: ({ context }) =>
@@ -414,7 +453,7 @@ export const updateMachine = setup({
               'SELF_UPDATE_COMPLETE',
             ].includes(context.startup.imported ?? ''),
           target: 'installing',
-          actions: 'startInstall',
+          actions: ['startInstall', assign({ adoptPaused: true })],
         },
         { guard: 'incompleteDownloads', target: 'downloading' },
         { target: 'idle' },
@@ -819,10 +858,36 @@ export const updateMachine = setup({
               settleMs: context.policy.healthSettleMs,
             }),
             onDone: [
+              {
+                guard: 'adoptPaused',
+                target: 'adoptingTasks',
+                actions: assign({
+                  waitUntil: ({ context, event }) =>
+                    event.output.at + context.policy.healthTimeoutMs,
+                }),
+              },
               { guard: 'hasPausedTasks', target: 'resumingTasks' },
               { target: 'committing' },
             ],
             onError: rollBackOnError('health gate'),
+          },
+        },
+        // Taken over from the Python tool: it paused the tasks (§3.8), so they are adopted.
+        adoptingTasks: {
+          // The box app's paused tasks, asked until waitUntil (the app has just started).
+          // Failing, the install goes on and only the tasks boxkeeper paused are resumed.
+          invoke: {
+            id: 'listPausedTasks',
+            src: 'listPausedTasks',
+            input: ({ context }) => ({ until: context.waitUntil }),
+            onDone: {
+              target: 'resumingTasks',
+              actions: {
+                type: 'adoptTasks',
+                params: ({ event }) => ({ tasks: event.output.tasks }),
+              },
+            },
+            onError: { target: 'resumingTasks', actions: assign({ adoptPaused: false }) },
           },
         },
         resumingTasks: {
@@ -931,8 +996,33 @@ export const updateMachine = setup({
             id: 'releaseServices',
             src: 'releaseServices',
             input: {},
-            onDone: [{ guard: 'hasPausedTasks', target: 'resumingTasks' }, { target: 'done' }],
-            onError: [{ guard: 'hasPausedTasks', target: 'resumingTasks' }, { target: 'done' }],
+            onDone: [
+              { guard: 'adoptPaused', target: 'adoptingTasks', actions: 'adoptDeadline' },
+              { guard: 'hasPausedTasks', target: 'resumingTasks' },
+              { target: 'done' },
+            ],
+            onError: [
+              { guard: 'adoptPaused', target: 'adoptingTasks', actions: 'adoptDeadline' },
+              { guard: 'hasPausedTasks', target: 'resumingTasks' },
+              { target: 'done' },
+            ],
+          },
+        },
+        adoptingTasks: {
+          // The box app's paused tasks, asked until waitUntil (the app has just started).
+          // Failing, the install goes on and only the tasks boxkeeper paused are resumed.
+          invoke: {
+            id: 'listPausedTasks',
+            src: 'listPausedTasks',
+            input: ({ context }) => ({ until: context.waitUntil }),
+            onDone: {
+              target: 'resumingTasks',
+              actions: {
+                type: 'adoptTasks',
+                params: ({ event }) => ({ tasks: event.output.tasks }),
+              },
+            },
+            onError: { target: 'resumingTasks', actions: assign({ adoptPaused: false }) },
           },
         },
         resumingTasks: {
@@ -1027,6 +1117,7 @@ const PHASES: Record<string, PhaseName> = {
   'installing.selfUpdating': 'SELF_UPDATE_PENDING',
   'installing.selfUpdated': 'SELF_UPDATE_COMPLETE',
   'installing.startingServices': 'FILES_UPDATED',
+  'installing.adoptingTasks': 'COMPLETE',
   'installing.resumingTasks': 'COMPLETE',
   'installing.resumeWaiting': 'COMPLETE',
   'installing.committing': 'COMPLETE',

@@ -61,6 +61,8 @@ export interface UpdateEffectsDeps {
   services: ServiceControl;
   /** Tasks running on the box (box app, else the database). */
   unfinishedTasks: () => Promise<TaskNo[]>;
+  /** Tasks the box app reports paused (GET /task/listPauseTaskNos). */
+  pausedTasks: () => Promise<TaskNo[]>;
   fsCli: FreeswitchCli;
   logger: Logger;
   onProgress?: (versionCode: string, done: number, total: number) => void;
@@ -309,6 +311,30 @@ export class BoxUpdateEffects implements UpdateEffects {
   async listTasks() {
     const tasks = await this.d.unfinishedTasks();
     return { tasks };
+  }
+
+  /**
+   * The tasks the box app reports paused, asked until `until` (it has just been started): the
+   * tasks the Python tool paused before handing an install over (the take-over of an import).
+   * Operator-paused tasks cannot be told apart; the Python tool resumed them as well (§1.7).
+   */
+  async listPausedTasks({ until }: { until: number }, signal: AbortSignal) {
+    for (;;) {
+      try {
+        const tasks = await this.d.pausedTasks();
+        this.d.logger.info({ tasks }, 'paused tasks adopted (paused before the take-over)');
+        return { tasks };
+      } catch (err) {
+        if (Date.now() >= until || signal.aborted) {
+          this.d.logger.warn(
+            { err: errorMessage(err) },
+            'cannot list the paused tasks; the tasks paused before the take-over stay paused',
+          );
+          throw err;
+        }
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
   }
 
   async pauseTasks({ tasks }: { tasks: TaskNo[] }): Promise<void> {

@@ -48,6 +48,7 @@ type None = Record<string, never>;
 export interface UpdateEffects {
   checkVersion(input: None, signal: AbortSignal): Promise<Out<CheckOutput>>;
   listTasks(input: None, signal: AbortSignal): Promise<Out<TasksOutput>>;
+  listPausedTasks(input: { until: number }, signal: AbortSignal): Promise<Out<TasksOutput>>;
   pauseTasks(input: { tasks: TaskNo[] }, signal: AbortSignal): Promise<void>;
   resumeTasks(input: { tasks: TaskNo[] }, signal: AbortSignal): Promise<void>;
   checkCalls(input: None, signal: AbortSignal): Promise<Out<CallsOutput>>;
@@ -215,6 +216,16 @@ export class UpdateEngine {
   /** Whether the loaded state has the box services down (the agent must not start them). */
   servicesMustStayDown(): boolean {
     const l = this.loaded;
+    if (l?.kind === 'imported') {
+      // Where an imported state boots to (e.g. the Python updater's SELF_UPDATE_COMPLETE goes
+      // straight to finalizing, services down): the machine's routing, no effect run.
+      const never = fromPromise<Timed, unknown>(() => new Promise<Timed>(() => undefined));
+      const actor = createActor(
+        withEffects(() => never),
+        { input: l.input },
+      );
+      return SERVICES_DOWN.includes(statePath(actor.getSnapshot().value));
+    }
     if (l?.kind !== 'restored') return false;
     return SERVICES_DOWN.includes(statePath(l.snapshot.value));
   }

@@ -85,6 +85,7 @@ const contextSchema = z.object({
   installRequested: z.boolean(),
   job: z.enum(['install', 'revert']).nullable(),
   pausedTasks: z.array(taskNo).nullable(),
+  adoptPaused: z.boolean(),
   backup: z.string().nullable(),
   lastBackup: z.string().nullable(),
   lastInstalled: z.array(z.string()),
@@ -100,7 +101,15 @@ const contextSchema = z.object({
 
 /** Envelope migrations by machine version: pure JSON → JSON, chained to the current one. */
 const MIGRATIONS: Record<string, (e: Envelope<PersistedSnapshot>) => Envelope<PersistedSnapshot>> =
-  {};
+  {
+    // Update machine 2 adds `adoptPaused` (the take-over of a Python-era install) and the
+    // state `adoptingTasks`, which no version-1 snapshot can be in.
+    '1+patch1': (e) => ({
+      ...e,
+      machineVersion: '2+patch1',
+      snapshot: { ...e.snapshot, context: { ...e.snapshot.context, adoptPaused: false } },
+    }),
+  };
 
 interface StateNodeLike {
   key: string;

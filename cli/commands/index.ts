@@ -3,10 +3,12 @@ import { diagramCommand } from './diagram.ts';
 import { heartbeatCommand } from './heartbeat.ts';
 import { replayCommand } from './replay.ts';
 import { runCommand } from './run.ts';
+import { patchCommand } from './patch.ts';
 import { selfUpdateCommand } from './self-update.ts';
 import { serviceCommand } from './service.ts';
 import { snapshotCommand } from './snapshot.ts';
 import { statusCommand } from './status.ts';
+import { switchOverCommand } from './switch-over.ts';
 import { tokenCommand } from './token.ts';
 import { updateCommands } from './update-ops.ts';
 
@@ -43,5 +45,7 @@ export const commands: Record<string, Command> = Object.fromEntries(
     diagramCommand,
     selfUpdateCommand,
     replayCommand,
+    patchCommand,
+    switchOverCommand,
   ].map((c) => [c.name, c]),
 );

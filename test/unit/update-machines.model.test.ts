@@ -544,6 +544,8 @@ const UPDATE_EVENTS: ModelEvent[] = [
   fail('checkVersion'),
   done('listTasks', { tasks: [7, 'nightly'] }),
   fail('listTasks'),
+  done('listPausedTasks', { tasks: [7, 'py-paused'] }),
+  fail('listPausedTasks'),
   done('pauseTasks'),
   fail('pauseTasks'),
   done('checkCalls', { active: 0 }),
@@ -898,6 +900,17 @@ describe('update machine model', () => {
     shortest(
       'imported SELF_UPDATE_PENDING, all installed',
       imported('SELF_UPDATE_PENDING', 2, [[VERSION_A, 'INSTALLED']]),
+    ),
+    shortest(
+      'imported SELF_UPDATE_COMPLETE, all installed (the switch-over)',
+      imported('SELF_UPDATE_COMPLETE', 2, [[VERSION_A, 'INSTALLED']]),
+    ),
+    shortest(
+      'imported SELF_UPDATE_COMPLETE, one not installed',
+      imported('SELF_UPDATE_COMPLETE', 2, [
+        [VERSION_A, 'INSTALLED'],
+        [VERSION_B, 'DOWNLOADED'],
+      ]),
     ),
     shortest('imported ROLLEDBACK', imported('ROLLEDBACK', 1, [[VERSION_A, 'REVERTED']])),
     shortest(

@@ -226,6 +226,89 @@ describe('loadPatchMeta', () => {
     run.actor.stop();
   });
 
+  test('SELF_UPDATE_COMPLETE with every version INSTALLED (the switch-over) finishes the install: no backup, nothing applied, paused tasks adopted', async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'patch.meta');
+    // What the Python updater writes back: state 7, the version INSTALLED, self_update_version kept.
+    await writeFile(
+      path,
+      PYTHON_META.replace('"state": 3', '"state": 7')
+        .replace('"status": 2', '"status": 3')
+        .replace('"self_update_version": null', '"self_update_version": "V1.8"'),
+    );
+    const loaded = await loadPatchMeta(path, POLICY, io);
+    assert.equal(loaded.kind, 'imported');
+    const run = await startFrom(loaded);
+    assert.equal(run.state(), 'installing.finalizing');
+    assert.equal(run.actor.getSnapshot().context.adoptPaused, true);
+    run.last('finalizeConfig').resolve({ at: 1_000 });
+    await settle();
+    assert.equal(run.state(), 'installing.startingServices');
+    assert.deepEqual(run.last('startServices').input, { deadline: 31_000, settleMs: 1_000 });
+    run.last('startServices').resolve({ at: 2_000 });
+    await settle();
+    assert.equal(run.state(), 'installing.adoptingTasks');
+    assert.deepEqual(run.last('listPausedTasks').input, { until: 32_000 });
+    run.last('listPausedTasks').resolve({ at: 2_100, tasks: [101, 'x'] });
+    await settle();
+    assert.equal(run.state(), 'installing.resumingTasks');
+    assert.deepEqual(run.last('resumeTasks').input, { tasks: [101, 'x'] });
+    run.last('resumeTasks').resolve({ at: 2_200 });
+    await settle();
+    run.last('commitSnapshot').resolve({ at: 2_300, version: 'V1.8' });
+    await settle();
+    assert.equal(run.state(), 'idle');
+    const c = run.actor.getSnapshot().context;
+    assert.equal(c.lastResult, 'installed V1.8');
+    assert.equal(c.adoptPaused, false);
+    assert.equal(c.pausedTasks, null);
+    const srcs = run.calls.map((x) => x.src);
+    for (const never of [
+      'listTasks',
+      'pauseTasks',
+      'stopServices',
+      'backup',
+      'applySql',
+      'replaceFiles',
+    ])
+      assert.ok(!srcs.includes(never), `${never} is not run`);
+    run.actor.stop();
+  });
+
+  test('an imported FILES_UPDATED installs from the top and then also resumes the tasks it finds paused', async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'patch.meta');
+    await writeFile(path, PYTHON_META.replace('"state": 3', '"state": 5'));
+    const run = await startFrom(await loadPatchMeta(path, POLICY, io));
+    assert.equal(run.state(), 'installing.listingTasks');
+    run.last('listTasks').resolve({ at: 1, tasks: [7] });
+    await settle();
+    run.last('pauseTasks').resolve({ at: 2 });
+    await settle();
+    run.last('checkCalls').resolve({ at: 3, active: 0 });
+    await settle();
+    run.last('stopServices').resolve({ at: 4 });
+    await settle();
+    run.last('backup').resolve({ at: 5, version: 'pre-V1.8.1' });
+    await settle();
+    assert.equal(run.state(), 'installing.applying');
+    run.actor.stop();
+    assert.equal(run.actor.getSnapshot().context.adoptPaused, true);
+  });
+
+  test('a version-1 envelope is migrated (adoptPaused added) and restores', async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'patch.meta');
+    await writeRunningSystem(path);
+    const env = JSON.parse(await readFile(path, 'utf8')) as Envelope<PersistedSnapshot>;
+    env.machineVersion = '1+patch1';
+    delete env.snapshot.context.adoptPaused;
+    await writeFile(path, JSON.stringify(env));
+    const loaded = await loadPatchMeta(path, POLICY, io);
+    assert.equal(loaded.kind, 'restored', loaded.notes.join('\n'));
+    assert.equal(loaded.snapshot.context.adoptPaused, false);
+  });
+
   test("the fork's jsonpickle format is set aside and boxkeeper starts clean", async (t) => {
     const dir = await tempDir(t);
     const path = join(dir, 'patch.meta');

@@ -1,0 +1,182 @@
+// `boxkeeper switch-over`: started by the switch-over patch's entrypoint (which the Python
+// tool's self_updater put in place of its own agent, and which the tool's autostart keeps
+// starting at every boot). Idempotent "ensure" steps, each logged (docs/switch-over.md):
+// find the box and the tool's settings.ini (used unchanged), install the package under
+// <manager_dir>/boxkeeper, register and start the service (or start the agent detached where
+// there is no service manager), then wait until the agent runs. patch.meta is left to the
+// agent: it imports the Python updater's SELF_UPDATE_COMPLETE and finishes the update.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { BoxkeeperError, ExitCode, errorMessage } from '../../adapters/errors.ts';
+import { ownerAlive, readLockOwner } from '../../adapters/instance-lock.ts';
+import { nodePackageTree } from '../../adapters/package-tree.ts';
+import { platformRegistry } from '../../adapters/registry.ts';
+import { statusPath, type AgentStatus } from '../../services/agent.ts';
+import { executableName } from '../../services/box-paths.ts';
+import {
+  ensureInstalled,
+  INSTALL_DIR,
+  locateSwitchOverSettings,
+} from '../../services/switch-over.ts';
+import { agentInstall, loadContext, realWorld } from '../context.ts';
+import type { Command } from './index.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function stamp(d = new Date()): string {
+  return d
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
+}
+
+/** Where a service manager exists: Windows (SCM) always; Linux only with a running systemd. */
+async function hasServiceManager(platform: NodeJS.Platform): Promise<boolean> {
+  if (platform === 'win32') return true;
+  if (platform !== 'linux') return false;
+  return nodePackageTree.exists('/run/systemd/system');
+}
+
+export const switchOverCommand: Command = {
+  name: 'switch-over',
+  summary: '(internal) Take a box over from the Python tool; started by the patch entrypoint',
+  usage: '[--settings PATH] [--from-patch V] [--timeout SECONDS]',
+  description:
+    'Installs the package it runs from as <manager_dir>/boxkeeper (verified against its\n' +
+    'MANIFEST.json; an install that verifies is kept), registers and starts the service\n' +
+    '(boxkeeper service install; without a service manager: the agent started detached), then\n' +
+    "waits until the agent runs. Uses the Python tool's settings.ini unchanged: --settings, else\n" +
+    './settings/settings.ini, else <box>\\RemoteManagerDist\\settings\\settings.ini (registry).\n' +
+    'Safe to run again at any time. See docs/switch-over.md.',
+  options: {
+    settings: { type: 'string', help: "the Python tool's settings.ini" },
+    'from-patch': { type: 'string', help: 'the patch version that carried this package (logged)' },
+    timeout: { type: 'string', help: 'seconds to wait for the agent to run (default 120)' },
+  },
+  async run(args) {
+    const timeoutSec = args.values.timeout === undefined ? 120 : Number(args.values.timeout);
+    if (!Number.isFinite(timeoutSec) || timeoutSec <= 0)
+      throw new BoxkeeperError('--timeout: expected a positive number of seconds', ExitCode.config);
+    const platform = process.platform;
+    const fromPatch =
+      typeof args.values['from-patch'] === 'string' ? args.values['from-patch'] : null;
+    // a. The box and the tool's settings.ini.
+    let located;
+    try {
+      located = await locateSwitchOverSettings({
+        flag: typeof args.values.settings === 'string' ? args.values.settings : undefined,
+        cwd: process.cwd(),
+        platform,
+        exists: (p) => nodePackageTree.exists(p),
+        registry: platformRegistry(platform),
+      });
+    } catch (err) {
+      throw new BoxkeeperError(`switch-over failed: ${errorMessage(err)}`, ExitCode.config);
+    }
+    const ctx = await loadContext({ values: { settings: located.file }, positionals: [] }, 'auto');
+    const { settings } = ctx;
+    const log = ctx.log.logger.child({ component: 'switch-over' });
+    const fail = (step: string, err: unknown, code: ExitCode = ExitCode.service): never => {
+      log.error(
+        { step, err: errorMessage(err) },
+        "switch-over failed; the Python tool's files are untouched",
+      );
+      throw new BoxkeeperError(`switch-over failed: ${step}: ${errorMessage(err)}`, code);
+    };
+    try {
+      const me = agentInstall();
+      log.info(
+        {
+          fromPatch,
+          settings: settings.file,
+          box: settings.paths.boxRoot,
+          cwd: process.cwd(),
+          runningFrom: me.home,
+          version: me.version,
+        },
+        'switch-over: box located',
+      );
+
+      // b. The package, installed and verified.
+      const home = join(settings.paths.managerDir, INSTALL_DIR);
+      let installed;
+      try {
+        installed = await ensureInstalled(me.home, home, {
+          tree: nodePackageTree,
+          logger: log,
+          now: () => new Date(),
+        });
+      } catch (err) {
+        return fail('install', err);
+      }
+      log.info({ ...installed }, 'switch-over: package in place');
+      const bin = join(home, 'bin', executableName('boxkeeper', platform));
+
+      // c. The service (or, without a service manager, the agent started detached).
+      const lockFile = join(settings.paths.agentData, 'agent.lock');
+      if (await hasServiceManager(platform)) {
+        const r = await realWorld.processes.exec(
+          bin,
+          ['service', 'install', '--settings', settings.file],
+          { timeoutMs: 180_000, cwd: home },
+        );
+        if (r.code !== 0) {
+          const why = (r.stderr || r.stdout).trim().split(/\r?\n/).at(-1) ?? '';
+          return fail('service install', new Error(`exit ${String(r.code)}: ${why}`));
+        }
+        log.info({ output: r.stdout.trim() }, 'switch-over: service registered and started');
+      } else {
+        const owner = await readLockOwner(lockFile);
+        if (await ownerAlive(owner, realWorld.processes)) {
+          log.info({ pid: owner?.pid }, 'switch-over: an agent runs already; none started');
+        } else {
+          const logFile = join(settings.paths.logs, `agent-${stamp()}.log`);
+          const pid = await realWorld.processes
+            .spawnDetached(bin, ['run', '--settings', settings.file], { cwd: home, logFile })
+            .catch((err: unknown) => fail('start the agent', err));
+          log.warn(
+            { pid, logFile },
+            'switch-over: no service manager here (no running systemd: /run/systemd/system is absent); the agent was started detached and will NOT start at boot — register it with your init system (see docs/install.md)',
+          );
+        }
+      }
+
+      // e. Wait until the agent runs (status.json of a live pid, the installed version).
+      const deadline = Date.now() + timeoutSec * 1000;
+      let last: AgentStatus | null = null;
+      for (;;) {
+        last = await readFile(statusPath(settings), 'utf8').then(
+          (t) => JSON.parse(t) as AgentStatus,
+          () => null,
+        );
+        if (
+          last !== null &&
+          last.agentVersion === installed.version &&
+          realWorld.processes.isAlive(last.pid)
+        ) {
+          log.info(
+            { pid: last.pid, version: last.agentVersion, update: last.update?.state ?? null },
+            'switch-over: the agent runs',
+          );
+          process.stdout.write(
+            `boxkeeper ${last.agentVersion} runs (pid ${last.pid}) from ${home}; update state ${last.update?.state ?? '-'}\n`,
+          );
+          return ExitCode.ok;
+        }
+        if (Date.now() > deadline)
+          return fail(
+            'wait for the agent',
+            new Error(
+              `no running agent ${installed.version} reported in ${statusPath(settings)} within ${timeoutSec} s` +
+                (last === null
+                  ? ' (no status.json)'
+                  : ` (status.json: pid ${last.pid}, ${last.agentVersion})`),
+            ),
+          );
+        await sleep(500);
+      }
+    } finally {
+      ctx.log.close();
+    }
+  },
+};
