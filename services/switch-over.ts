@@ -1,4 +1,4 @@
-// The switch-over from the Python tool (docs/switch-over.md): the patch layout the deployed
+// The switch-over from the Python tool (docs/install.md, switching a fleet): the patch layout the deployed
 // tool's self-update understands, the launcher that stands in for its entrypoint.exe, and the
 // idempotent "ensure" steps `boxkeeper switch-over` runs (find the box's settings.ini, install
 // the package under <manager_dir>/boxkeeper, verified against its MANIFEST.json).
@@ -33,7 +33,7 @@ export function bakedPackagePath(versionNum: string): string {
 }
 
 /**
- * The Linux stand-in for the Windows entrypoint.exe (same contract, docs/switch-over.md): run
+ * The Linux stand-in for the Windows entrypoint.exe (same contract, docs/install.md, switching a fleet): run
  * the installed package if there is one, else the package beside the launcher, else the one in
  * the patch folder; `switch-over --from-patch V`, the CWD and any arguments passed through.
  */

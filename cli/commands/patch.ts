@@ -1,5 +1,5 @@
 // `boxkeeper patch pack --switch-over …`: builds the patch zip that moves a box from the Python
-// tool to boxkeeper through the tool's own self-update (docs/switch-over.md). `patch` takes
+// tool to boxkeeper through the tool's own self-update (docs/install.md, "Switching a fleet from the Python tool"). `patch` takes
 // subcommands so that more can join it (`patch keygen`, issue 9).
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -152,7 +152,7 @@ export const patchCommand: Command = {
     "pack --switch-over: a patch zip in the Python tool's layout that replaces the tool by\n" +
     'boxkeeper through its self-update: entrypoint.exe (the launcher; --entrypoint, or for a\n' +
     'Linux package a generated sh launcher) and the package under boxkeeper-package/. Prints\n' +
-    "the MD5 (the cloud's fileMd5) and the size. See docs/switch-over.md.",
+    "the MD5 (the cloud's fileMd5) and the size. See docs/install.md (switching a fleet).",
   positionals: true,
   options: {
     'switch-over': { type: 'boolean', help: 'the switch-over patch (the only kind so far)' },

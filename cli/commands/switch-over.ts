@@ -1,6 +1,6 @@
 // `boxkeeper switch-over`: started by the switch-over patch's entrypoint (which the Python
 // tool's self_updater put in place of its own agent, and which the tool's autostart keeps
-// starting at every boot). Idempotent "ensure" steps, each logged (docs/switch-over.md):
+// starting at every boot). Idempotent "ensure" steps, each logged (docs/install.md, switching a fleet):
 // find the box and the tool's settings.ini (used unchanged), install the package under
 // <manager_dir>/boxkeeper, register and start the service (or start the agent detached where
 // there is no service manager), then wait until the agent runs. patch.meta is left to the
@@ -47,7 +47,7 @@ export const switchOverCommand: Command = {
     '(boxkeeper service install; without a service manager: the agent started detached), then\n' +
     "waits until the agent runs. Uses the Python tool's settings.ini unchanged: --settings, else\n" +
     './settings/settings.ini, else <box>\\RemoteManagerDist\\settings\\settings.ini (registry).\n' +
-    'Safe to run again at any time. See docs/switch-over.md.',
+    'Safe to run again at any time. See docs/install.md, switching a fleet.',
   options: {
     settings: { type: 'string', help: "the Python tool's settings.ini" },
     'from-patch': { type: 'string', help: 'the patch version that carried this package (logged)' },
