@@ -15,6 +15,8 @@ const lib = join(work, 'sqlite3-lib');
 mkdirSync(lib, { recursive: true });
 for (const f of ['sqlite3.js', 'trace.js']) copyFileSync(join(pkg, 'lib', f), join(lib, f));
 copyFileSync(addon, join(lib, 'node_sqlite3.node'));
+// CommonJS, whatever package.json lies above the work dir.
+writeFileSync(join(lib, 'package.json'), '{ "type": "commonjs" }\n');
 writeFileSync(
   join(lib, 'sqlite3-binding.js'),
   "module.exports = require('./node_sqlite3.node');\n",
