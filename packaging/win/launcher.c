@@ -120,6 +120,15 @@ static int resolve_full(const wchar_t *in, wchar_t *out) {
 }
 #endif
 
+/*
+ * Not SetConsoleCtrlHandler(NULL, TRUE): that "ignore Ctrl-C" flag is inherited, and node would
+ * no longer see Ctrl-C either. A handler is not inherited. Closing the console still ends us
+ * (and, through the job, node, which gets the same close event first).
+ */
+static BOOL WINAPI ignore_ctrl_c(DWORD type) {
+    return type == CTRL_C_EVENT || type == CTRL_BREAK_EVENT;
+}
+
 int wmain(int argc, wchar_t **argv) {
     static wchar_t self[BIG], node[BIG], script[BIG], cmd[BIG];
     wchar_t *name = NULL;
@@ -169,7 +178,7 @@ int wmain(int argc, wchar_t **argv) {
     }
 
     /* Ctrl-C reaches node too (same console); node decides, we wait for its exit code. */
-    SetConsoleCtrlHandler(NULL, TRUE);
+    SetConsoleCtrlHandler(ignore_ctrl_c, TRUE);
 
     HANDLE job = CreateJobObjectW(NULL, NULL);
     if (job != NULL) {
