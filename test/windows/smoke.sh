@@ -39,9 +39,12 @@ trap cleanup EXIT
 step "Wine prefix $WINEPREFIX"
 if [ ! -f "$WINEPREFIX/.boxkeeper-win10" ]; then
   rm -rf "$WINEPREFIX"
-  wine wineboot --init >"$WORK/wineboot.log" 2>&1 || die "wineboot failed: $WORK/wineboot.log"
+  mkdir -p "$CACHE" # wine creates the prefix dir, not its parents
+  wine wineboot --init >"$WORK/wineboot.log" 2>&1 ||
+    die "wine wineboot --init failed: $(tail -n 20 "$WORK/wineboot.log")"
   # A new prefix says Windows 7, which Node refuses.
-  wine winecfg -v win10 >>"$WORK/wineboot.log" 2>&1 || die "winecfg -v win10 failed"
+  wine winecfg -v win10 >>"$WORK/wineboot.log" 2>&1 ||
+    die "wine winecfg -v win10 failed: $(tail -n 20 "$WORK/wineboot.log")"
   touch "$WINEPREFIX/.boxkeeper-win10"
 fi
 # Stays up between the wine commands below (2-9 s less each); fails if one already runs.
