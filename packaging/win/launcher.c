@@ -184,7 +184,13 @@ int wmain(int argc, wchar_t **argv) {
     if (job != NULL) {
         JOBOBJECT_EXTENDED_LIMIT_INFORMATION info;
         ZeroMemory(&info, sizeof info);
-        info.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+        /*
+         * Only node itself is in the job: what it starts breaks away silently. The agent's
+         * services (spawned detached) must outlive it, as on Linux; node's other children are
+         * in libuv's own kill-on-close job already.
+         */
+        info.BasicLimitInformation.LimitFlags =
+            JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE | JOB_OBJECT_LIMIT_SILENT_BREAKAWAY_OK;
         if (!SetInformationJobObject(job, JobObjectExtendedLimitInformation, &info, sizeof info)) {
             CloseHandle(job);
             job = NULL;

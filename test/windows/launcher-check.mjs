@@ -90,6 +90,25 @@ const tricky = [
   );
 }
 {
+  // The agent starts the services detached and exits; they must keep running (not killed with
+  // the launcher's job).
+  const servicePid = join(work, 'service.pid');
+  rmSync(servicePid, { force: true });
+  writeFileSync(
+    join(pkg, 'lib', 'boxkeeper.mjs'),
+    `import { spawn } from 'node:child_process';
+     const c = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { detached: true, stdio: 'ignore' });
+     c.unref();
+     (await import('node:fs')).writeFileSync(${JSON.stringify(servicePid)}, String(c.pid));\n`,
+  );
+  const code = await exitOf(spawn(join(pkg, 'bin', 'boxkeeper.exe'), ['run'], { stdio: 'ignore' }));
+  const pid = existsSync(servicePid) ? Number(readFileSync(servicePid, 'utf8')) : NaN;
+  await sleep(1000);
+  const survived = Number.isInteger(pid) && alive(pid);
+  check(code === 0 && survived, `a detached child of node outlives the launcher (pid ${pid})`);
+  if (survived) process.kill(pid, 'SIGKILL');
+}
+{
   const bare = join(work, 'bare', 'bin');
   mkdirSync(bare, { recursive: true });
   copyFileSync(launcher, join(bare, 'boxkeeper.exe'));
