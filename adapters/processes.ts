@@ -8,14 +8,15 @@ import { errorMessage } from './errors.ts';
 
 export interface ProcInfo {
   pid: number;
-  /** Image name, e.g. `java.exe`, `node`. */
+  /** Parent pid where the OS listing has it (Windows' fast list and ps both do). */
+  ppid?: number;
+  /** Image name, e.g. `java.exe`, `node`; empty when the listing had none. */
   name: string;
   /** Full command line; empty where the OS listing has none (Windows' fast list). */
   cmd: string;
   /** Start time (epoch ms, 1 s resolution) where the OS listing has it. */
   startedAt?: number;
 }
-
 export interface ExecResult {
   code: number | null;
   stdout: string;
@@ -35,7 +36,11 @@ export interface ProcessControl {
   isAlive(pid: number): boolean;
   /** Starts a process that outlives the agent; resolves with its pid once it has spawned. */
   spawnDetached(file: string, args: string[], options: SpawnOptions): Promise<number>;
-  /** Signals a process and all its descendants. */
+  /**
+   * Signals a process and all its descendants (on Windows: terminates them and waits until they
+   * are gone). Rejects when a process could not be signalled or, on Windows, survived; a
+   * process that had already exited counts as done.
+   */
   killTree(pid: number, signal: 'SIGTERM' | 'SIGKILL'): Promise<void>;
   exec(
     file: string,
@@ -44,87 +49,214 @@ export interface ProcessControl {
   ): Promise<ExecResult>;
 }
 
-export const nodeProcesses: ProcessControl = {
-  async list() {
-    const all = await psList({ all: true });
-    return all.map((p) => ({
-      pid: p.pid,
-      name: p.name,
-      cmd: p.cmd ?? '',
-      ...(p.startTime === undefined ? {} : { startedAt: p.startTime.getTime() }),
-    }));
-  },
+/** One row as the OS listing (ps-list) gives it: on Windows fields may be missing or NaN. */
+export interface RawProc {
+  pid: number;
+  ppid?: number;
+  name?: string;
+  cmd?: string;
+  startTime?: Date;
+}
 
-  isAlive(pid) {
+/** The parts of the world the process adapter uses, replaceable in tests. */
+export interface ProcessSeams {
+  platform?: NodeJS.Platform;
+  listRaw?: () => Promise<RawProc[]>;
+  /** process.kill: on Windows every signal is TerminateProcess; 0 probes. */
+  signal?: (pid: number, signal: NodeJS.Signals | 0) => void;
+  /** How long a win32 tree kill waits for the processes to be gone. */
+  killWaitMs?: number;
+}
+
+const isPid = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n > 0;
+
+/**
+ * Drops rows without a usable pid and gives every row a string name. fastlist's output can
+ * end in a line that parses as `{ pid: NaN, name: undefined }`, which once crashed detection.
+ */
+export function normalizeProcs(raw: readonly RawProc[]): ProcInfo[] {
+  const out: ProcInfo[] = [];
+  for (const p of raw) {
+    if (!isPid(p.pid)) continue;
+    const cmd = typeof p.cmd === 'string' ? p.cmd : '';
+    const name = typeof p.name === 'string' ? p.name : '';
+    const startedAt = p.startTime?.getTime();
+    out.push({
+      pid: p.pid,
+      ...(isPid(p.ppid) ? { ppid: p.ppid } : {}),
+      name,
+      cmd,
+      ...(startedAt === undefined || Number.isNaN(startedAt) ? {} : { startedAt }),
+    });
+  }
+  return out;
+}
+
+/** `root` and its descendants by parent pid, deepest first (children before their parents). */
+export function treeChildrenFirst(table: readonly ProcInfo[], root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const p of table) {
+    if (p.ppid === undefined || p.ppid === p.pid) continue;
+    const list = children.get(p.ppid) ?? [];
+    list.push(p.pid);
+    children.set(p.ppid, list);
+  }
+  const order: number[] = [];
+  const seen = new Set<number>();
+  const visit = (pid: number) => {
+    if (seen.has(pid)) return; // a ppid cycle from pid reuse
+    seen.add(pid);
+    for (const c of children.get(pid) ?? []) visit(c);
+    order.push(pid);
+  };
+  visit(root);
+  return order;
+}
+
+const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+
+export function createProcessControl(seams: ProcessSeams = {}): ProcessControl {
+  const platform = seams.platform ?? process.platform;
+  const listRaw = seams.listRaw ?? (() => psList({ all: true }));
+  const signal = seams.signal ?? ((pid, sig) => process.kill(pid, sig));
+  const killWaitMs = seams.killWaitMs ?? 5000;
+
+  const list = async (): Promise<ProcInfo[]> => {
+    const procs = normalizeProcs(await listRaw());
+    // At least this process runs: an empty table is a failed listing, not "nothing runs".
+    if (procs.length === 0) throw new Error('process listing returned no processes');
+    return procs;
+  };
+
+  const isAlive = (pid: number): boolean => {
     try {
-      process.kill(pid, 0);
+      signal(pid, 0);
       return true;
     } catch (err) {
       // EPERM: it exists but belongs to someone else.
       return (err as { code?: string }).code === 'EPERM';
     }
-  },
+  };
 
-  spawnDetached(file, args, options) {
-    return new Promise((resolve, reject) => {
-      let out: number | 'ignore' = 'ignore';
-      if (options.logFile !== undefined) {
-        mkdirSync(dirname(options.logFile), { recursive: true });
-        out = openSync(options.logFile, 'a');
+  /** Sends `sig` to each pid; an already-gone process is fine. Returns the failures. */
+  const signalAll = (pids: readonly number[], sig: NodeJS.Signals): string[] => {
+    const failures: string[] = [];
+    for (const pid of pids) {
+      try {
+        signal(pid, sig);
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code !== 'ESRCH') failures.push(`pid ${pid}: ${code ?? errorMessage(err)}`);
       }
-      const child = spawn(file, args, {
-        cwd: options.cwd,
-        env: options.env ?? process.env,
-        detached: true,
-        stdio: ['ignore', out, out],
-        windowsHide: true,
-      });
-      const closeOut = () => {
-        if (typeof out === 'number') closeSync(out);
-      };
-      child.once('error', (err) => {
-        closeOut();
-        reject(new Error(`cannot start ${file}: ${errorMessage(err)}`, { cause: err }));
-      });
-      child.once('spawn', () => {
-        closeOut();
-        child.unref();
-        resolve(child.pid as number);
-      });
-    });
-  },
+    }
+    return failures;
+  };
 
-  killTree(pid, signal) {
-    return new Promise((resolve) => {
-      // An already-gone process is what we wanted; tree-kill reports it as an error.
-      treeKill(pid, signal, () => resolve());
-    });
-  },
+  // Windows: taskkill /T does not exist under Wine and hides failures, so the tree comes from
+  // the listing's parent pids and each process is terminated, children first, then checked.
+  const killTreeByTable = async (root: number, sig: NodeJS.Signals): Promise<void> => {
+    const targeted = new Set<number>();
+    const failures: string[] = [];
+    // A second pass catches children started while the first pass ran.
+    for (let pass = 0; pass < 3; pass++) {
+      const next = treeChildrenFirst(await list(), root).filter((pid) => !targeted.has(pid));
+      if (next.length === 0) break;
+      for (const pid of next) targeted.add(pid);
+      failures.push(...signalAll(next, sig));
+    }
+    const deadline = Date.now() + killWaitMs;
+    let alive = [...targeted].filter(isAlive);
+    while (alive.length > 0 && Date.now() < deadline) {
+      await sleep(50);
+      alive = alive.filter(isAlive);
+    }
+    if (failures.length > 0 || alive.length > 0) {
+      const parts = [
+        failures.length > 0 ? `refused: ${failures.join(', ')}` : '',
+        alive.length > 0 ? `still running after ${killWaitMs} ms: ${alive.join(', ')}` : '',
+      ].filter((s) => s !== '');
+      throw new Error(`cannot kill process tree of pid ${root} (${sig}): ${parts.join('; ')}`);
+    }
+  };
 
-  exec(file, args, options) {
-    return new Promise((resolve) => {
-      const child = spawn(file, args, {
-        cwd: options.cwd,
-        stdio: ['ignore', 'pipe', 'pipe'],
-        windowsHide: true,
+  return {
+    list,
+    isAlive,
+
+    spawnDetached(file, args, options) {
+      return new Promise((resolve, reject) => {
+        let out: number | 'ignore' = 'ignore';
+        if (options.logFile !== undefined) {
+          mkdirSync(dirname(options.logFile), { recursive: true });
+          out = openSync(options.logFile, 'a');
+        }
+        const child = spawn(file, args, {
+          cwd: options.cwd,
+          env: options.env ?? process.env,
+          detached: true,
+          stdio: ['ignore', out, out],
+          windowsHide: true,
+        });
+        const closeOut = () => {
+          if (typeof out === 'number') closeSync(out);
+        };
+        child.once('error', (err) => {
+          closeOut();
+          reject(new Error(`cannot start ${file}: ${errorMessage(err)}`, { cause: err }));
+        });
+        child.once('spawn', () => {
+          closeOut();
+          child.unref();
+          resolve(child.pid as number);
+        });
       });
-      let stdout = '';
-      let stderr = '';
-      let timedOut = false;
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-      const timer = setTimeout(() => {
-        timedOut = true;
-        child.kill('SIGKILL');
-      }, options.timeoutMs);
-      child.once('error', (err) => {
-        clearTimeout(timer);
-        resolve({ code: null, stdout, stderr: stderr + errorMessage(err), timedOut });
+    },
+
+    killTree(pid, sig) {
+      if (platform === 'win32') return killTreeByTable(pid, sig);
+      return new Promise((resolve, reject) => {
+        // tree-kill already treats a gone process (ESRCH) as done; anything else is real.
+        treeKill(pid, sig, (err) => {
+          if (!err) {
+            resolve();
+            return;
+          }
+          const why = (err as { code?: string }).code ?? errorMessage(err);
+          reject(
+            new Error(`cannot kill process tree of pid ${pid} (${sig}): ${why}`, { cause: err }),
+          );
+        });
       });
-      child.once('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout, stderr, timedOut });
+    },
+
+    exec(file, args, options) {
+      return new Promise((resolve) => {
+        const child = spawn(file, args, {
+          cwd: options.cwd,
+          stdio: ['ignore', 'pipe', 'pipe'],
+          windowsHide: true,
+        });
+        let stdout = '';
+        let stderr = '';
+        let timedOut = false;
+        child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+        child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+        const timer = setTimeout(() => {
+          timedOut = true;
+          child.kill('SIGKILL');
+        }, options.timeoutMs);
+        child.once('error', (err) => {
+          clearTimeout(timer);
+          resolve({ code: null, stdout, stderr: stderr + errorMessage(err), timedOut });
+        });
+        child.once('close', (code) => {
+          clearTimeout(timer);
+          resolve({ code, stdout, stderr, timedOut });
+        });
       });
-    });
-  },
-};
+    },
+  };
+}
+
+/** The real processes of this machine. */
+export const nodeProcesses: ProcessControl = createProcessControl();

@@ -118,7 +118,10 @@ export class ServiceSupervisor {
                 log.warn({ err: errorMessage(err) }, 'graceful stop failed'),
               );
           } else {
-            await deps.processes.killTree(target, 'SIGTERM');
+            // A refused SIGTERM is not the end: the SIGKILL below reports what really failed.
+            await deps.processes
+              .killTree(target, 'SIGTERM')
+              .catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'SIGTERM failed'));
           }
           const deadline = now() + deps.stopTimeoutMs;
           while (deps.processes.isAlive(target) && now() < deadline) await sleep(100);
@@ -127,7 +130,9 @@ export class ServiceSupervisor {
               { servicePid: target, timeoutMs: deps.stopTimeoutMs },
               'did not stop in time; killing the process tree',
             );
-            await deps.processes.killTree(target, 'SIGKILL');
+            await deps.processes.killTree(target, 'SIGKILL').catch((err: unknown) => {
+              throw new ServiceError(spec.name, errorMessage(err), { cause: err });
+            });
             const killDeadline = now() + 5000;
             while (deps.processes.isAlive(target) && now() < killDeadline) await sleep(50);
             if (deps.processes.isAlive(target))
@@ -266,12 +271,13 @@ const sameFile = (platform: NodeJS.Platform, a: string, b: string) =>
  */
 export function javaMatcher(jar: string, platform: NodeJS.Platform): (p: ProcInfo) => boolean {
   const jarArg = `-jar ${jar}`;
+  // An entry with neither command line nor name (a bad listing row) matches nothing.
   return (p) =>
     p.cmd !== ''
       ? platform === 'win32'
         ? p.cmd.toLowerCase().includes(jarArg.toLowerCase())
         : p.cmd.includes(jarArg)
-      : /^javaw?(\.exe)?$/i.test(p.name);
+      : p.name !== '' && /^javaw?(\.exe)?$/i.test(p.name);
 }
 
 /** FreeSWITCH is found as its console process; a full path in argv0 must be ours. */
@@ -285,7 +291,7 @@ export function freeswitchMatcher(
     const argv0 = p.cmd.split(/\s+/)[0] ?? '';
     // Several FreeSWITCH trees may exist (tests run many boxes side by side).
     if (argv0.includes('/') || argv0.includes('\\')) return sameFile(platform, argv0, consolePath);
-    return p.name.toLowerCase() === consoleName.toLowerCase();
+    return p.name !== '' && p.name.toLowerCase() === consoleName.toLowerCase();
   };
 }
 
