@@ -3,7 +3,17 @@ import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
 export default defineConfig(
-  { ignores: ['dist/', 'node_modules/', '.demo/', 'docs/', 'release/'] },
+  {
+    ignores: [
+      'dist/',
+      'node_modules/',
+      '.demo/',
+      'docs/',
+      'release/',
+      '.wine-smoke/',
+      'packaging/win/out/',
+    ],
+  },
   js.configs.recommended,
   {
     files: ['**/*.ts'],
