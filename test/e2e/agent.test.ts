@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { FixtureBox } from '../../fixtures/box/generate.ts';
+import { STANDIN_ENV_VALUE, type FixtureBox } from '../../fixtures/box/generate.ts';
 import { TOKEN_PATH, type FaultSpec } from '../../fixtures/cloud-sim/server.ts';
 import type { AgentStatus } from '../../services/agent.ts';
 import {
@@ -226,6 +226,20 @@ describe('a daemon against the simulator', () => {
       2000,
       'the unregister log line',
     );
+  });
+
+  test('Java runs with the environment the box preparation script (DOS/start.sh) sets', async () => {
+    await servicesRunning(h, d);
+    const info = await d.waitUntil(
+      async () => {
+        const r = await fetch(`http://127.0.0.1:${h.box.appPort}/standin/info`);
+        return r.ok ? ((await r.json()) as { env: Record<string, string | null> }) : undefined;
+      },
+      20_000,
+      'the stand-in Java app to answer /standin/info',
+    );
+    assert.equal(info.env.ICB_BOX_ENV, STANDIN_ENV_VALUE);
+    assert.equal(info.env.JAVA_OPTS, '-Xms256m -Xmx512m');
   });
 });
 
