@@ -1,6 +1,7 @@
 // `boxkeeper run` under Wine against a win32 fixture box and the cloud simulator: the agent
-// starts java.exe and FreeSwitchConsole.exe (the stand-in shim), sends heartbeats, and restarts
-// Java after it is terminated. Run by test/windows/smoke.sh (Wine prefix and wineserver ready);
+// starts java.exe and FreeSwitchConsole.exe (the stand-in shim), sends heartbeats, restarts
+// Java after it is terminated, and after the agent itself is terminated the services keep
+// running and the next agent adopts them. Run by test/windows/smoke.sh (Wine prefix and wineserver ready);
 // the caller ends the Wine processes (wineserver -k).
 // Usage: tsx test/windows/agent-run.ts <boxkeeper.exe> <node.exe> <work dir> <standin.exe> <node_sqlite3.node>
 import { spawn } from 'node:child_process';
@@ -48,6 +49,7 @@ function wine(args: string[], out: string, detached = false): Promise<number | n
 
 interface Status {
   running: boolean;
+  pid: number | null;
   status: {
     services: Partial<Record<'java' | 'freeswitch', { status: string; pid: number | null }>>;
     heartbeat: { sent: number; failed: number };
@@ -123,6 +125,38 @@ try {
     const j = s.status?.services.java;
     return j?.status === 'running' && j.pid !== javaPid;
   });
+  const before = await until(
+    'both services running again',
+    60_000,
+    (s) => running(s, 'java') && running(s, 'freeswitch'),
+  );
+  const pids = {
+    java: before.status?.services.java?.pid,
+    freeswitch: before.status?.services.freeswitch?.pid,
+    agent: before.pid,
+  };
+
+  // The agent dies (TerminateProcess of node.exe); the services keep running, and the next
+  // agent adopts them: found by image name in fastlist's table, not started twice.
+  const killed = await wine(
+    [nodeExe, '-e', `process.kill(${String(pids.agent)}, 'SIGKILL')`],
+    join(work, 'run-kill-agent.log'),
+  );
+  if (killed !== 0)
+    throw new Error(`terminating the agent ${String(pids.agent)} failed: exit ${killed}`);
+  await until('the agent is gone', 60_000, (s) => !s.running);
+  await wine([bk, 'run', '--settings', settings], join(work, 'run-agent-2.log'), true);
+  say('started a second boxkeeper run');
+  await until(
+    `the second agent adopted java ${String(pids.java)} and freeswitch ${String(pids.freeswitch)}`,
+    120_000,
+    (s) =>
+      s.running &&
+      running(s, 'java') &&
+      running(s, 'freeswitch') &&
+      s.status?.services.java?.pid === pids.java &&
+      s.status?.services.freeswitch?.pid === pids.freeswitch,
+  );
   if (sim.records.heartbeats.length === 0) throw new Error('the simulator received no heartbeat');
   say(`ok: ${sim.records.heartbeats.length} heartbeats received by the simulator`);
 } catch (err) {
