@@ -19,6 +19,7 @@ import {
   type E2E,
   type LogLine,
   HEARTBEAT_KEYS,
+  servicesRunning,
 } from '../helpers/cli.ts';
 
 const STRING_KEYS = [
@@ -36,22 +37,6 @@ const NUMBER_KEYS = ['Freeswitch', 'Reg_callbox', 'Reg_numconvert', 'Java', 'mem
 type Items = Record<string, unknown>;
 const allUp = (i: Items): boolean =>
   i.Java === 1 && i.Freeswitch === 1 && i.Reg_callbox === 1 && i.Reg_numconvert === 1;
-
-/** status.json once this daemon has written it with both services running. */
-function servicesRunning(h: E2E, d: Daemon, timeoutMs = 20_000): Promise<AgentStatus> {
-  return d.waitUntil(
-    async () => {
-      const s = await h.readStatus();
-      return s?.pid === d.pid &&
-        s.services.java?.status === 'running' &&
-        s.services.freeswitch?.status === 'running'
-        ? s
-        : undefined;
-    },
-    timeoutMs,
-    'java and freeswitch running in status.json',
-  );
-}
 
 /** The first heartbeat received after `since` (epoch ms) whose items satisfy `pred`. */
 function heartbeatWhere(

@@ -380,3 +380,19 @@ export const HEARTBEAT_KEYS = [
   'mem',
   'media_storage',
 ];
+
+/** status.json once this daemon has written it with both services running. */
+export function servicesRunning(h: E2E, d: Daemon, timeoutMs = 20_000): Promise<AgentStatus> {
+  return d.waitUntil(
+    async () => {
+      const s = await h.readStatus();
+      return s?.pid === d.pid &&
+        s.services.java?.status === 'running' &&
+        s.services.freeswitch?.status === 'running'
+        ? s
+        : undefined;
+    },
+    timeoutMs,
+    'java and freeswitch running in status.json',
+  );
+}

@@ -12,7 +12,14 @@ import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { noRegistry } from '../../adapters/registry.ts';
 import { loadSettings } from '../../services/settings.ts';
-import { REPO, setupE2E, type CliOptions, type CliResult, type E2E } from '../helpers/cli.ts';
+import {
+  REPO,
+  servicesRunning,
+  setupE2E,
+  type CliOptions,
+  type CliResult,
+  type E2E,
+} from '../helpers/cli.ts';
 
 const run = promisify(execFile);
 const show = (r: CliResult): string => `exit ${String(r.code)}\n${r.stdout}\n${r.stderr}`;
@@ -124,18 +131,7 @@ test('status, heartbeat and run work from the package against the simulator', as
   assert.equal(h.sim.records.heartbeats.length, 1, 'one heartbeat reached the cloud');
 
   const d = h.startDaemon();
-  const running = await d.waitUntil(
-    async () => {
-      const s = await h.readStatus();
-      return s?.pid === d.pid &&
-        s.services.java?.status === 'running' &&
-        s.services.freeswitch?.status === 'running'
-        ? s
-        : undefined;
-    },
-    60_000,
-    'the packaged daemon to run java and freeswitch',
-  );
+  const running = await servicesRunning(h, d, 60_000);
   const pkg = JSON.parse(await readFile(join(pkgDir, 'package.json'), 'utf8')) as {
     version: string;
   };
