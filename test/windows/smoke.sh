@@ -71,9 +71,12 @@ wrun() { # out-file command...
 step "packaging/win/build.sh"
 "$ROOT/packaging/win/build.sh" "$WORK/build"
 
-step "launcher and stand-in shim"
+step "launcher, stand-in shim and switch-over entrypoint"
+node --import tsx "$ROOT/test/windows/bake-entrypoint.ts" "$WORK/build/entrypoint.exe" V9.9-check \
+  "$WORK/build/entrypoint-baked.exe"
 wrun "$WORK/launcher-check.out" "$NODE_EXE" "$ROOT/test/windows/launcher-check.mjs" \
-  "$WORK/build/launcher.exe" "$WORK/build/standin.exe" "$WORK/launcher-check" ||
+  "$WORK/build/launcher.exe" "$WORK/build/standin.exe" "$WORK/launcher-check" \
+  "$WORK/build/entrypoint-baked.exe" V9.9-check "$WORK/build/entrypoint.exe" ||
   die "launcher-check failed: $(cat "$WORK/launcher-check.out")"
 cat "$WORK/launcher-check.out" >&2
 
