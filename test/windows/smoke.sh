@@ -145,7 +145,7 @@ node -e '
   if (s.running !== false) throw new Error("expected running: false, got " + JSON.stringify(s));
 ' "$WORK/status.out" || die "boxkeeper status --json: unexpected answer"
 if [ "${WINE_SMOKE_RUN:-1}" = 1 ]; then
-  step "boxkeeper run: services, heartbeats, a restart, adoption by the next agent"
+  step "boxkeeper heartbeat and run: services, restart, start.bat env, check, update V1.8, adoption, stop-agent"
   node --import tsx "$ROOT/test/windows/agent-run.ts" "$BK" "$NODE_EXE" "$WORK" \
     "$WORK/build/standin.exe" "$WORK/build/node_sqlite3.node" ||
     die "boxkeeper run failed; agent log: $(tail -n 30 "$WORK/run-agent.log")"
