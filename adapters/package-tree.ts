@@ -7,7 +7,6 @@ import {
   chmod,
   copyFile,
   mkdir,
-  open,
   readdir,
   readFile,
   realpath,
@@ -17,6 +16,7 @@ import {
 } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { fsyncDir } from './fs-atomic.ts';
+import { fsyncFileAsync } from './tree.ts';
 
 export interface PackageTree {
   exists(path: string): Promise<boolean>;
@@ -43,14 +43,8 @@ async function walk(dir: string, base: string, out: string[]): Promise<void> {
   }
 }
 
-async function fsyncFile(path: string): Promise<void> {
-  const h = await open(path, 'r');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
-  }
-}
+// Windows needs a writable handle to flush (tree.ts).
+const fsyncFile = fsyncFileAsync;
 
 async function copyDurable(src: string, dest: string): Promise<void> {
   await mkdir(dest, { recursive: false });

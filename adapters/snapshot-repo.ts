@@ -14,12 +14,12 @@ import {
 import type * as ChildProcess from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { isErrnoCode } from './errors.ts';
 import { writeFileAtomic } from './fs-atomic.ts';
 import { STAMP_FIELDS } from './stamps.ts';
-import { cloneFile, fsyncDirSync, fsyncFile, type EntryType } from './tree.ts';
+import { cloneFile, fsyncDirSync, fsyncFile, fsyncFileAsync, type EntryType } from './tree.ts';
 
 export interface ManifestEntry {
   path: string;
@@ -213,12 +213,7 @@ const BULK_OBJECTS = 256;
 /** fsync of a file or (except on Windows) a directory, on the thread pool. */
 async function fsyncPath(path: string): Promise<void> {
   if (process.platform === 'win32' && (await stat(path)).isDirectory()) return;
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
+  await fsyncFileAsync(path); // a directory, on Linux, opens read-only the same way
 }
 
 /** Runs `fn` over `items`, a few at a time (the thread pool has four threads by default). */

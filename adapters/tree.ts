@@ -10,6 +10,7 @@ import {
   copyFileSync,
   fsyncSync,
   lstatSync,
+  statSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -19,7 +20,7 @@ import {
   symlinkSync,
   type Stats,
 } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { chmod, open, stat } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { isErrnoCode } from './errors.ts';
 import { tempPathFor } from './fs-atomic.ts';
@@ -185,12 +186,58 @@ export function cloneFile(src: string, dest: string): void {
   copyFileSync(src, dest, constants.COPYFILE_FICLONE);
 }
 
+/**
+ * Opens a file for fsync. Windows: FlushFileBuffers needs a handle with write access (a
+ * read-only one fails with EPERM), so 'r+'; a read-only file (mode 0o444, the read-only
+ * attribute) is made writable for the open and read-only again at once (the handle keeps its
+ * access).
+ */
+function openForSync(path: string): number {
+  if (process.platform !== 'win32') return openSync(path, 'r');
+  try {
+    return openSync(path, 'r+');
+  } catch (err) {
+    if (!isErrnoCode(err, 'EPERM') && !isErrnoCode(err, 'EACCES')) throw err;
+    const mode = statSync(path).mode & 0o777;
+    chmodSync(path, mode | 0o200);
+    try {
+      return openSync(path, 'r+');
+    } finally {
+      chmodSync(path, mode);
+    }
+  }
+}
+
 export function fsyncFile(path: string): void {
-  const fd = openSync(path, 'r');
+  const fd = openForSync(path);
   try {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+/** fsyncFile on the thread pool. */
+export async function fsyncFileAsync(path: string): Promise<void> {
+  let handle;
+  if (process.platform !== 'win32') handle = await open(path, 'r');
+  else
+    try {
+      handle = await open(path, 'r+');
+    } catch (err) {
+      if (!isErrnoCode(err, 'EPERM') && !isErrnoCode(err, 'EACCES')) throw err;
+      const mode = (await stat(path)).mode & 0o777;
+      await chmod(path, mode | 0o200);
+      try {
+        handle = await open(path, 'r+');
+      } finally {
+        await chmod(path, mode);
+      }
+    }
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 

@@ -116,12 +116,16 @@ async function addWinsw(dir: string): Promise<void> {
 }
 
 /** Windows parts cross-built here with mingw (cached by the script itself). */
-async function windowsNatives(): Promise<{ launcher: string; sqlite: string }> {
+async function windowsNatives(): Promise<{ launcher: string; entrypoint: string; sqlite: string }> {
   const out = join(cacheDir(), 'win-natives');
   await run('bash', [join(ROOT, 'packaging', 'win', 'build.sh'), out], {
     maxBuffer: 16 << 20,
   });
-  return { launcher: join(out, 'launcher.exe'), sqlite: join(out, 'node_sqlite3.node') };
+  return {
+    launcher: join(out, 'launcher.exe'),
+    entrypoint: join(out, 'entrypoint.exe'),
+    sqlite: join(out, 'node_sqlite3.node'),
+  };
 }
 
 async function sha256(file: string): Promise<string> {
@@ -200,6 +204,8 @@ export async function buildPackage(
     const natives = await windowsNatives();
     await mkdir(join(dir, 'bin'), { recursive: true });
     await copyFile(natives.launcher, join(dir, 'bin', 'boxkeeper.exe'));
+    // The switch-over launcher; `patch pack --switch-over` bakes the patch version into a copy.
+    await copyFile(natives.entrypoint, join(dir, 'bin', 'entrypoint.exe'));
     await copyFile(natives.sqlite, join(dir, 'lib', 'node_sqlite3.node'));
     await mkdir(join(dir, 'lib', 'vendor'), { recursive: true });
     await copyFile(

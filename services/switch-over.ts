@@ -57,6 +57,44 @@ exit 1
 `;
 }
 
+/**
+ * The slot of packaging/win/launcher.c's entrypoint.exe (-DBOXKEEPER_ENTRYPOINT) that holds the
+ * patch version: this marker, then ENTRYPOINT_VERSION_SLOT bytes, the version in ASCII and NULs.
+ */
+export const ENTRYPOINT_VERSION_MARKER = 'BOXKEEPER_SWITCH_OVER_VERSION=';
+export const ENTRYPOINT_VERSION_SLOT = 64;
+
+/** Whether an executable has the version slot of the Windows switch-over launcher. */
+export function hasVersionSlot(exe: Buffer): boolean {
+  return exe.includes(ENTRYPOINT_VERSION_MARKER, 0, 'latin1');
+}
+
+/**
+ * A copy of the Windows entrypoint.exe with `versionNum` baked into its version slot: the
+ * launcher then looks for <dir>\..\patch\<versionNum>\boxkeeper-package and runs
+ * `switch-over --from-patch <versionNum>`. The slot must occur exactly once.
+ */
+export function bakeEntrypoint(exe: Buffer, versionNum: string): Buffer {
+  const marker = Buffer.from(ENTRYPOINT_VERSION_MARKER, 'latin1');
+  const at = exe.indexOf(marker);
+  if (at < 0)
+    throw new Error(`no version slot (${ENTRYPOINT_VERSION_MARKER}) in the entrypoint executable`);
+  if (exe.indexOf(marker, at + 1) >= 0)
+    throw new Error(`the entrypoint executable has more than one ${ENTRYPOINT_VERSION_MARKER}`);
+  const value = Buffer.from(versionNum, 'latin1');
+  if (!/^[\x21-\x7e]+$/.test(versionNum) || value.length > ENTRYPOINT_VERSION_SLOT - 1)
+    throw new Error(
+      `version ${JSON.stringify(versionNum)} does not fit the entrypoint's slot (printable ASCII, at most ${ENTRYPOINT_VERSION_SLOT - 1} bytes)`,
+    );
+  const start = at + marker.length;
+  if (start + ENTRYPOINT_VERSION_SLOT > exe.length)
+    throw new Error('the entrypoint version slot is cut off');
+  const out = Buffer.from(exe);
+  out.fill(0, start, start + ENTRYPOINT_VERSION_SLOT);
+  value.copy(out, start);
+  return out;
+}
+
 /** Reads a package's MANIFEST.json, or explains why it is not a boxkeeper package. */
 export async function readManifest(dir: string, tree: PackageTree): Promise<PackageManifest> {
   const file = join(dir, 'MANIFEST.json');

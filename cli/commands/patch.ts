@@ -3,7 +3,7 @@
 // subcommands so that more can join it (`patch keygen`, issue 9).
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ExitCode, UsageError, BoxkeeperError, errorMessage } from '../../adapters/errors.ts';
@@ -12,7 +12,9 @@ import { extractZipSafely } from '../../adapters/zip.ts';
 import { writeZip, type ZipEntrySource } from '../../adapters/zip-write.ts';
 import {
   bakedPackagePath,
+  bakeEntrypoint,
   ENTRYPOINT,
+  hasVersionSlot,
   linuxEntrypoint,
   PATCH_PACKAGE_DIR,
   verifyPackage,
@@ -95,17 +97,41 @@ async function packSwitchOver(values: Record<string, unknown>): Promise<ExitCode
       );
     const entrypointArg = str(values.entrypoint);
     let entrypoint: ZipEntrySource;
-    if (entrypointArg !== undefined) {
-      entrypoint = { name: ENTRYPOINT, file: resolve(entrypointArg), mode: 0o755 };
+    let entrypointNote: string;
+    const shipped = join(dir, 'bin', ENTRYPOINT);
+    const winLauncher =
+      entrypointArg !== undefined
+        ? resolve(entrypointArg)
+        : manifest.target.startsWith('win') && (await nodePackageTree.exists(shipped))
+          ? shipped
+          : undefined;
+    if (winLauncher !== undefined) {
+      // The Windows launcher gets the version baked into its slot; another file goes as it is.
+      const exe = await readFile(winLauncher).catch((err: unknown) => {
+        throw new UsageError(`--entrypoint ${winLauncher}: ${errorMessage(err)}`);
+      });
+      let data: Buffer = exe;
+      if (hasVersionSlot(exe)) {
+        try {
+          data = bakeEntrypoint(exe, versionNum);
+        } catch (err) {
+          throw new UsageError(`${winLauncher}: ${errorMessage(err)}`);
+        }
+      }
+      entrypoint = { name: ENTRYPOINT, data, mode: 0o755 };
+      entrypointNote =
+        (entrypointArg ?? `${ENTRYPOINT} of the package`) +
+        (data === exe ? ' (no version slot: as given)' : ` (${versionNum} baked in)`);
     } else if (manifest.target.startsWith('linux')) {
       entrypoint = {
         name: ENTRYPOINT,
         data: Buffer.from(linuxEntrypoint(versionNum)),
         mode: 0o755,
       };
+      entrypointNote = 'generated Linux launcher';
     } else {
       throw new UsageError(
-        `a ${manifest.target} package needs --entrypoint FILE (the Windows launcher built from packaging/win)`,
+        `a ${manifest.target} package without bin/${ENTRYPOINT} needs --entrypoint FILE (the Windows launcher built from packaging/win)`,
       );
     }
     const entries: ZipEntrySource[] = [
@@ -128,7 +154,7 @@ async function packSwitchOver(values: Record<string, unknown>): Promise<ExitCode
         `  fileMd5      ${sum}`,
         `  size         ${size} bytes`,
         `  package      boxkeeper ${manifest.version} (${manifest.target}), ${manifest.files.length} files under ${PATCH_PACKAGE_DIR}/`,
-        `  entrypoint   ${entrypointArg ?? 'generated Linux launcher'}; runs ${bakedPackagePath(versionNum)} from <manager_dir>`,
+        `  entrypoint   ${entrypointNote}; runs ${bakedPackagePath(versionNum)} from <manager_dir>`,
         '',
       ].join('\n'),
     );
@@ -150,8 +176,9 @@ export const patchCommand: Command = {
     'pack --switch-over --package DIR|ARCHIVE --version-num V --version-code C --out FILE [--entrypoint FILE]',
   description:
     "pack --switch-over: a patch zip in the Python tool's layout that replaces the tool by\n" +
-    'boxkeeper through its self-update: entrypoint.exe (the launcher; --entrypoint, or for a\n' +
-    'Linux package a generated sh launcher) and the package under boxkeeper-package/. Prints\n' +
+    'boxkeeper through its self-update: entrypoint.exe (the launcher: --entrypoint, else the\n' +
+    "Windows package's bin/entrypoint.exe, else for a Linux package a generated sh launcher;\n" +
+    'a Windows launcher gets V baked in) and the package under boxkeeper-package/. Prints\n' +
     "the MD5 (the cloud's fileMd5) and the size. See docs/install.md (switching a fleet).",
   positionals: true,
   options: {

@@ -30,11 +30,26 @@ function stamp(d = new Date()): string {
     .replace(/\.\d+Z$/, 'Z');
 }
 
-/** Where a service manager exists: Windows (SCM) always; Linux only with a running systemd. */
-async function hasServiceManager(platform: NodeJS.Platform): Promise<boolean> {
-  if (platform === 'win32') return true;
-  if (platform !== 'linux') return false;
-  return nodePackageTree.exists('/run/systemd/system');
+/**
+ * Wine (CI runs the Windows package under Wine 8): its service control manager cannot run
+ * WinSW (a .NET program; Wine has no .NET without wine-mono), so it counts as no service
+ * manager. Every Wine prefix has winecfg.exe in system32; Windows never does.
+ */
+async function underWine(): Promise<boolean> {
+  const root = process.env.SystemRoot ?? process.env.windir ?? 'C:\\windows';
+  return nodePackageTree.exists(join(root, 'system32', 'winecfg.exe'));
+}
+
+/** Why there is no service manager here, or null where one exists: Windows (SCM), Linux with a running systemd. */
+async function noServiceManager(platform: NodeJS.Platform): Promise<string | null> {
+  if (platform === 'win32')
+    return (await underWine())
+      ? 'Wine: its service manager cannot run WinSW (winecfg.exe is in system32)'
+      : null;
+  if (platform !== 'linux') return `no service manager is supported on ${platform}`;
+  return (await nodePackageTree.exists('/run/systemd/system'))
+    ? null
+    : 'no running systemd: /run/systemd/system is absent';
 }
 
 export const switchOverCommand: Command = {
@@ -114,7 +129,8 @@ export const switchOverCommand: Command = {
 
       // c. The service (or, without a service manager, the agent started detached).
       const lockFile = join(settings.paths.agentData, 'agent.lock');
-      if (await hasServiceManager(platform)) {
+      const noManager = await noServiceManager(platform);
+      if (noManager === null) {
         const r = await realWorld.processes.exec(
           bin,
           ['service', 'install', '--settings', settings.file],
@@ -135,8 +151,8 @@ export const switchOverCommand: Command = {
             .spawnDetached(bin, ['run', '--settings', settings.file], { cwd: home, logFile })
             .catch((err: unknown) => fail('start the agent', err));
           log.warn(
-            { pid, logFile },
-            'switch-over: no service manager here (no running systemd: /run/systemd/system is absent); the agent was started detached and will NOT start at boot — register it with your init system (see docs/install.md)',
+            { pid, logFile, why: noManager },
+            `switch-over: no service manager here (${noManager}); the agent was started detached and will NOT start at boot — register it with your init system (see docs/install.md)`,
           );
         }
       }

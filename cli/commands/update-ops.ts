@@ -122,6 +122,7 @@ function opCommand(
               ExitCode.internal,
             );
           }
+          out(`${name}: sent to the running daemon (pid ${info.pid}) over its control channel`);
           out(summary(status));
           return wait ? exitFor(name, status) : ExitCode.ok;
         }

@@ -2,6 +2,7 @@
 # Cross-builds, on Linux, the native Windows parts of a boxkeeper package into OUTDIR:
 #   launcher.exe       bin\boxkeeper.exe: runs ..\runtime\node.exe ..\lib\boxkeeper.mjs ARGS
 #   standin.exe        the fixture box's java.exe / FreeSwitchConsole.exe / fs_cli.exe shim
+#   entrypoint.exe     bin\entrypoint.exe: the switch-over launcher (patch pack bakes its version)
 #   node_sqlite3.node  the sqlite3 addon for win32-x64 (N-API, so any Node >= 10.20 loads it)
 # Results are cached under ${BOXKEEPER_CACHE:-$HOME/.cache/boxkeeper}/win-build, keyed by a hash
 # of every input (sources, versions, compiler), so a second run only copies files.
@@ -106,6 +107,8 @@ build_launchers() {
   "$CC" -O2 -static -municode -Wall -Wextra -Werror -o "$d/launcher.exe" "$HERE/launcher.c"
   "$CC" -O2 -static -municode -Wall -Wextra -Werror -DBOXKEEPER_STANDIN \
     -o "$d/standin.exe" "$HERE/launcher.c"
+  "$CC" -O2 -static -municode -mwindows -Wall -Wextra -Werror -DBOXKEEPER_ENTRYPOINT \
+    -o "$d/entrypoint.exe" "$HERE/launcher.c" -lshell32
 }
 
 build_sqlite() {
@@ -150,4 +153,4 @@ build_sqlite() {
 
 cached launchers "$LAUNCHER_KEY" build_launchers
 cached sqlite3 "$SQLITE_KEY" build_sqlite
-echo "build.sh: launcher.exe standin.exe node_sqlite3.node in $OUT" >&2
+echo "build.sh: launcher.exe standin.exe entrypoint.exe node_sqlite3.node in $OUT" >&2

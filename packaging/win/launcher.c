@@ -5,13 +5,23 @@
  *   launcher.exe  (default)          <exe dir>\..\runtime\node.exe <exe dir>\..\lib\boxkeeper.mjs ARGS
  *   standin.exe   (-DBOXKEEPER_STANDIN), copied as java.exe, FreeSwitchConsole.exe, fs_cli.exe:
  *                                    <node> <exe dir>\<own name without .exe>.mjs ARGS
- *                 with <node> = %BOXKEEPER_STANDIN_NODE%, else node.exe from PATH.
+ *                 with <node> = %BOXKEEPER_STANDIN_NODE%, else node.exe from PATH. Like Java,
+ *                 it holds the file after -jar open (read/write sharing, no delete sharing)
+ *                 while it runs: the jar cannot be replaced or deleted until it exits.
+ *   entrypoint.exe (-DBOXKEEPER_ENTRYPOINT, GUI subsystem: no console window), the switch-over
+ *                 launcher (docs/install.md, "The entrypoint launcher contract"): the first of
+ *                 <exe dir>\boxkeeper, <exe dir>\boxkeeper-package,
+ *                 <exe dir>\..\patch\<V>\boxkeeper-package with runtime\node.exe and
+ *                 lib\boxkeeper.mjs runs  <pkg>\runtime\node.exe <pkg>\lib\boxkeeper.mjs
+ *                 switch-over --from-patch <V> ARGS  (no window, CWD inherited). <V> is baked
+ *                 into the slot after VERSION_MARKER by `boxkeeper patch pack --switch-over`.
  *
  * Why a Job object: killing this process (TerminateProcess, as the agent's tree kill and
  * Windows do) must not leave node running, and a Job with KILL_ON_JOB_CLOSE ends the child
  * when the last handle, ours, goes away.
  *
  * Build: x86_64-w64-mingw32-gcc -O2 -static -municode [-DBOXKEEPER_STANDIN] launcher.c
+ *        ... -mwindows -DBOXKEEPER_ENTRYPOINT launcher.c -lshell32
  */
 #define WIN32_LEAN_AND_MEAN
 #ifndef UNICODE
@@ -21,6 +31,7 @@
 #define _UNICODE
 #endif
 #include <windows.h>
+#include <shellapi.h>
 #include <stdlib.h>
 #include <wchar.h>
 
@@ -28,6 +39,8 @@
 
 #ifdef BOXKEEPER_STANDIN
 #define WHO L"boxkeeper standin"
+#elif defined(BOXKEEPER_ENTRYPOINT)
+#define WHO L"boxkeeper switch-over"
 #else
 #define WHO L"boxkeeper launcher"
 #endif
@@ -41,9 +54,10 @@ static void fail_message(const wchar_t *what, const wchar_t *detail, DWORD err) 
         while (n > 0 && (sys[n - 1] == L'\r' || sys[n - 1] == L'\n' || sys[n - 1] == L' '))
             sys[--n] = 0;
     }
-    static wchar_t line[BIG];
-    int n = _snwprintf(line, BIG - 1, L"%ls: %ls %ls%ls%ls (error %lu)\r\n", WHO, what, detail,
-                       sys[0] != 0 ? L": " : L"", sys, (unsigned long)err);
+    static wchar_t line[BIG], code[32] = L"";
+    if (err != 0) _snwprintf(code, 31, L" (error %lu)", (unsigned long)err);
+    int n = _snwprintf(line, BIG - 1, L"%ls: %ls %ls%ls%ls%ls\r\n", WHO, what, detail,
+                       sys[0] != 0 ? L": " : L"", sys, code);
     if (n < 0) n = (int)wcslen(line);
     line[BIG - 1] = 0;
     /* A console takes UTF-16; a file or pipe gets UTF-8, as node writes it. */
@@ -113,6 +127,61 @@ static int own_path(wchar_t *path, wchar_t **name) {
     return 1;
 }
 
+#ifdef BOXKEEPER_ENTRYPOINT
+/*
+ * The patch version, baked in at pack time (services/switch-over.ts, bakeEntrypoint): the
+ * marker, then VERSION_SLOT bytes of ASCII, NUL-padded. volatile: read at run time, never
+ * folded by the compiler into the empty string it starts as.
+ */
+#define VERSION_MARKER "BOXKEEPER_SWITCH_OVER_VERSION="
+#define VERSION_SLOT 64
+__attribute__((used)) static volatile char baked_slot[sizeof VERSION_MARKER - 1 + VERSION_SLOT] =
+    VERSION_MARKER;
+
+/* The baked version as UTF-16 into v (VERSION_SLOT wide chars); 0 when none is baked. */
+static int baked_version(wchar_t *v) {
+    size_t i = 0;
+    for (; i < VERSION_SLOT - 1; i++) {
+        char c = baked_slot[sizeof VERSION_MARKER - 1 + i];
+        if (c == 0) break;
+        v[i] = (wchar_t)(unsigned char)c;
+    }
+    v[i] = 0;
+    return i > 0;
+}
+
+static int is_file(const wchar_t *path) {
+    DWORD a = GetFileAttributesW(path);
+    return a != INVALID_FILE_ATTRIBUTES && (a & FILE_ATTRIBUTE_DIRECTORY) == 0;
+}
+
+/* The directory of the real file behind this exe (links resolved), with a trailing backslash. */
+static int real_dir(const wchar_t *self, wchar_t *out) {
+    HANDLE h = CreateFileW(self, 0, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+                           OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS, NULL);
+    DWORD n = 0;
+    if (h != INVALID_HANDLE_VALUE) {
+        n = GetFinalPathNameByHandleW(h, out, BIG, FILE_NAME_NORMALIZED | VOLUME_NAME_DOS);
+        CloseHandle(h);
+    }
+    if (n == 0 || n >= BIG) {
+        if (wcslen(self) >= BIG) return 0;
+        wcscpy(out, self);
+    } else if (wcsncmp(out, L"\\\\?\\UNC\\", 8) == 0) {
+        /* \\?\UNC\server\share -> \\server\share */
+        memmove(out + 2, out + 8, (wcslen(out + 8) + 1) * sizeof(wchar_t));
+    } else if (wcsncmp(out, L"\\\\?\\", 4) == 0) {
+        memmove(out, out + 4, (wcslen(out + 4) + 1) * sizeof(wchar_t));
+    }
+    wchar_t *slash = wcsrchr(out, L'\\');
+    wchar_t *fwd = wcsrchr(out, L'/');
+    if (fwd != NULL && (slash == NULL || fwd > slash)) slash = fwd;
+    if (slash == NULL) return 0;
+    slash[1] = 0;
+    return 1;
+}
+#endif
+
 #ifndef BOXKEEPER_STANDIN
 static int resolve_full(const wchar_t *in, wchar_t *out) {
     DWORD n = GetFullPathNameW(in, BIG, out, NULL);
@@ -129,7 +198,7 @@ static BOOL WINAPI ignore_ctrl_c(DWORD type) {
     return type == CTRL_C_EVENT || type == CTRL_BREAK_EVENT;
 }
 
-int wmain(int argc, wchar_t **argv) {
+static int run(int argc, wchar_t **argv) {
     static wchar_t self[BIG], node[BIG], script[BIG], cmd[BIG];
     wchar_t *name = NULL;
     if (!own_path(self, &name)) {
@@ -153,6 +222,42 @@ int wmain(int argc, wchar_t **argv) {
             return 1;
         }
     }
+#elif defined(BOXKEEPER_ENTRYPOINT)
+    (void)dir_len;
+    static wchar_t version[VERSION_SLOT], dir[BIG], tmp[BIG], tried[BIG];
+    if (!baked_version(version)) {
+        /* `boxkeeper patch pack --switch-over` bakes it into its copy */
+        fail_message(L"no patch version is baked into", self, 0);
+        return 1;
+    }
+    if (!real_dir(self, dir)) {
+        fail_message(L"cannot resolve its own directory", self, GetLastError());
+        return 1;
+    }
+    const wchar_t *cands[3] = {L"boxkeeper", L"boxkeeper-package", NULL};
+    static wchar_t patch_rel[BIG];
+    _snwprintf(patch_rel, BIG - 1, L"..\\patch\\%ls\\boxkeeper-package", version);
+    patch_rel[BIG - 1] = 0;
+    cands[2] = patch_rel;
+    static wchar_t pkg[BIG];
+    int found = 0;
+    size_t tried_len = 0;
+    tried[0] = 0;
+    for (int i = 0; i < 3 && !found; i++) {
+        if (_snwprintf(tmp, BIG - 1, L"%ls%ls", dir, cands[i]) < 0) continue;
+        tmp[BIG - 1] = 0;
+        if (!resolve_full(tmp, pkg)) continue;
+        if (tried_len > 0) append(tried, &tried_len, i == 2 ? L" or " : L", ", i == 2 ? 4 : 2);
+        append(tried, &tried_len, pkg, wcslen(pkg));
+        if (_snwprintf(node, BIG - 1, L"%ls\\runtime\\node.exe", pkg) < 0) continue;
+        if (_snwprintf(script, BIG - 1, L"%ls\\lib\\boxkeeper.mjs", pkg) < 0) continue;
+        node[BIG - 1] = script[BIG - 1] = 0;
+        found = is_file(node) && is_file(script);
+    }
+    if (!found) {
+        fail_message(L"no boxkeeper package (runtime\\node.exe and lib\\boxkeeper.mjs) in", tried, 0);
+        return 1;
+    }
 #else
     /* <exe dir>\..\runtime\node.exe and <exe dir>\..\lib\boxkeeper.mjs */
     static wchar_t tmp[BIG];
@@ -163,6 +268,18 @@ int wmain(int argc, wchar_t **argv) {
     wcscpy(tmp + dir_len, L"..\\lib\\boxkeeper.mjs");
     if (!resolve_full(tmp, script)) return 1;
 #endif
+#ifdef BOXKEEPER_STANDIN
+    /*
+     * Java opens its jar with read/write sharing but no delete sharing and keeps it open: the
+     * jar cannot be renamed over or deleted while Java runs. Held until we exit; not inherited.
+     */
+    for (int i = 1; i + 1 < argc; i++)
+        if (wcscmp(argv[i], L"-jar") == 0) {
+            CreateFileW(argv[i + 1], GENERIC_READ, FILE_SHARE_READ | FILE_SHARE_WRITE, NULL,
+                        OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
+            break;
+        }
+#endif
     if (GetFileAttributesW(script) == INVALID_FILE_ATTRIBUTES) {
         fail_message(L"script not found:", script, GetLastError());
         return 1;
@@ -171,6 +288,10 @@ int wmain(int argc, wchar_t **argv) {
     size_t len = 0;
     cmd[0] = 0;
     int ok = append_arg(cmd, &len, node) && append_arg(cmd, &len, script);
+#ifdef BOXKEEPER_ENTRYPOINT
+    ok = ok && append_arg(cmd, &len, L"switch-over") && append_arg(cmd, &len, L"--from-patch") &&
+         append_arg(cmd, &len, version);
+#endif
     for (int i = 1; ok && i < argc; i++) ok = append_arg(cmd, &len, argv[i]);
     if (!ok) {
         fail_message(L"command line too long for", node, 0);
@@ -213,6 +334,9 @@ int wmain(int argc, wchar_t **argv) {
     ZeroMemory(&pi, sizeof pi);
     /* Suspended until it is in the job, so not even an early grandchild escapes it. */
     DWORD flags = CREATE_SUSPENDED | CREATE_UNICODE_ENVIRONMENT;
+#ifdef BOXKEEPER_ENTRYPOINT
+    flags |= CREATE_NO_WINDOW; /* node is a console program: no console window for it either */
+#endif
     BOOL created = CreateProcessW(node, cmd, NULL, NULL, TRUE, flags | CREATE_BREAKAWAY_FROM_JOB,
                                   NULL, NULL, &si, &pi);
     if (!created) /* our own job may forbid breakaway; a nested job still works */
@@ -236,3 +360,22 @@ int wmain(int argc, wchar_t **argv) {
     if (job != NULL) CloseHandle(job);
     return (int)code;
 }
+
+#ifdef BOXKEEPER_ENTRYPOINT
+/* A GUI-subsystem program (-mwindows): Windows opens no console window for it. */
+int WINAPI wWinMain(HINSTANCE inst, HINSTANCE prev, LPWSTR line, int show) {
+    (void)inst;
+    (void)prev;
+    (void)line;
+    (void)show;
+    int argc = 0;
+    wchar_t **argv = CommandLineToArgvW(GetCommandLineW(), &argc);
+    if (argv == NULL) {
+        fail_message(L"cannot parse its command line", L"", GetLastError());
+        return 1;
+    }
+    return run(argc, argv);
+}
+#else
+int wmain(int argc, wchar_t **argv) { return run(argc, argv); }
+#endif

@@ -1,13 +1,22 @@
-// `boxkeeper run` under Wine against a win32 fixture box and the cloud simulator: the agent
-// starts java.exe and FreeSwitchConsole.exe (the stand-in shim), sends heartbeats, restarts
-// Java after it is terminated, and after the agent itself is terminated the services keep
-// running and the next agent adopts them. Run by test/windows/smoke.sh (Wine prefix and wineserver ready);
-// the caller ends the Wine processes (wineserver -k).
+// The agent under Wine against a win32 fixture box and the cloud simulator (issue 8, "Windows
+// proven in CI"): `boxkeeper heartbeat` reaches the simulator; `boxkeeper run` starts java.exe and
+// FreeSwitchConsole.exe (the stand-in shim), Java with the environment DOS\start.bat prepares,
+// sends heartbeats, and restarts Java after it is terminated; `boxkeeper check` goes to the
+// daemon over its control channel and installs a mandatory V1.8 with a new icb-box.jar (the old
+// Java holds the old jar open); after the agent itself is terminated the services keep running
+// and the next agent adopts them; `boxkeeper service stop-agent` stops the agent gracefully
+// (control channel) and Java and FreeSWITCH keep running. Run by test/windows/smoke.sh (Wine
+// prefix and wineserver ready); the caller ends the Wine processes (wineserver -k).
 // Usage: tsx test/windows/agent-run.ts <boxkeeper.exe> <node.exe> <work dir> <standin.exe> <node_sqlite3.node>
 import { spawn } from 'node:child_process';
 import { openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createFixtureBox, winePath } from '../../fixtures/box/generate.ts';
+import {
+  buildStandinJar,
+  createFixtureBox,
+  STANDIN_ENV_VALUE,
+  winePath,
+} from '../../fixtures/box/generate.ts';
 import { startCloudSimulator } from '../../fixtures/cloud-sim/server.ts';
 
 const argv = process.argv.slice(2);
@@ -53,7 +62,14 @@ interface Status {
   status: {
     services: Partial<Record<'java' | 'freeswitch', { status: string; pid: number | null }>>;
     heartbeat: { sent: number; failed: number };
+    update?: { state: string; lastResult: string | null; lastError: string | null } | null;
   } | null;
+}
+
+interface StandinInfo {
+  version: string;
+  pid: number;
+  env: { ICB_BOX_ENV: string | null; JAVA_OPTS: string | null };
 }
 
 const sim = await startCloudSimulator();
@@ -65,8 +81,51 @@ const box = await createFixtureBox({
   sqlite3Addon,
   boxPath: winePath,
   heartbeatSec: 2,
+  // Updates on, checked only when asked (`boxkeeper check`); Wine is slow to start a process.
+  extraSettings: {
+    update: {
+      enabled: 'on',
+      check_jitter: '0',
+      health_timeout: '120',
+      health_settle: '1',
+      calls_retry: '1',
+      retry_delay: '0.5',
+    },
+  },
 });
 const settings = winePath(box.settingsPath);
+
+/** What the running stand-in Java app reports (loopback is shared with Wine). */
+async function appInfo(): Promise<StandinInfo | undefined> {
+  try {
+    const r = await fetch(`http://127.0.0.1:${box.appPort}/standin/info`, {
+      signal: AbortSignal.timeout(5000),
+    });
+    return (await r.json()) as StandinInfo;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs a boxkeeper command to completion; its exit code and output. */
+async function cli(args: string[], name: string): Promise<{ code: number | null; out: string }> {
+  const file = join(work, `cli-${name}.out`);
+  const code = await wine([bk, ...args, '--settings', settings], file);
+  return { code, out: readFileSync(file, 'utf8') };
+}
+
+/** Whether a Windows pid is alive, asked from inside Wine. */
+async function winAlive(pid: number): Promise<boolean> {
+  const code = await wine(
+    [
+      nodeExe,
+      '-e',
+      `try { process.kill(${pid}, 0) } catch (e) { process.exit(e.code === 'EPERM' ? 0 : 3) }`,
+    ],
+    join(work, 'run-alive.log'),
+  );
+  return code === 0;
+}
 
 async function status(): Promise<Status | undefined> {
   const out = join(work, 'run-status.json');
@@ -99,6 +158,14 @@ const running = (s: Status, name: 'java' | 'freeswitch') =>
   s.status?.services[name]?.status === 'running';
 
 try {
+  const hb = await cli(['heartbeat'], 'heartbeat');
+  if (hb.code !== 0) throw new Error(`boxkeeper heartbeat exited ${hb.code}: ${hb.out}`);
+  if (sim.records.heartbeats.length !== 1)
+    throw new Error(
+      `boxkeeper heartbeat: the simulator received ${sim.records.heartbeats.length} heartbeats, expected 1`,
+    );
+  say('boxkeeper heartbeat: one heartbeat reached the simulator, exit 0');
+
   await wine([bk, 'run', '--settings', settings], join(work, 'run-agent.log'), true);
   say('started boxkeeper run');
   const up = await until(
@@ -112,6 +179,12 @@ try {
   );
   const javaPid = up.status?.services.java?.pid;
   if (typeof javaPid !== 'number') throw new Error(`no java pid in ${JSON.stringify(up)}`);
+  const info = await appInfo();
+  if (info?.env.ICB_BOX_ENV !== STANDIN_ENV_VALUE)
+    throw new Error(
+      `Java does not run with the environment DOS\\start.bat prepares: /standin/info ${JSON.stringify(info)}`,
+    );
+  say(`Java runs with ICB_BOX_ENV=${info.env.ICB_BOX_ENV} from DOS\\start.bat`);
 
   // Terminate java.exe (the shim): its node child goes with it (Job object), so the port is
   // free and the agent's restart can come up.
@@ -125,11 +198,41 @@ try {
     const j = s.status?.services.java;
     return j?.status === 'running' && j.pid !== javaPid;
   });
-  const before = await until(
+  await until(
     'both services running again',
     60_000,
     (s) => running(s, 'java') && running(s, 'freeswitch'),
   );
+
+  // An update: the cloud offers a mandatory V1.8 with a new icb-box.jar; `boxkeeper check` asks
+  // the daemon over its control channel and waits until the update has settled. Java must be
+  // stopped (it holds the old jar open) before the jar is replaced.
+  await sim.setScenario({
+    upgradeMark: 2,
+    versions: [
+      { versionNum: 'V1.7' },
+      { versionNum: 'V1.8', files: { 'icb-box.jar': await buildStandinJar({ version: 'V1.8' }) } },
+    ],
+  });
+  const check = await cli(['check', '--timeout', '300'], 'check');
+  if (!/sent to the running daemon \(pid \d+\) over its control channel/.test(check.out))
+    throw new Error(`boxkeeper check did not go to the daemon (exit ${check.code}): ${check.out}`);
+  if (check.code !== 0 || !/last result: installed V1\.8/.test(check.out))
+    throw new Error(`boxkeeper check did not install V1.8 (exit ${check.code}): ${check.out}`);
+  say('boxkeeper check went to the daemon (control channel) and installed V1.8');
+  const updated = await until(
+    'status shows installed V1.8 and both services running',
+    60_000,
+    (s) =>
+      s.status?.update?.lastResult === 'installed V1.8' &&
+      running(s, 'java') &&
+      running(s, 'freeswitch'),
+  );
+  const v18 = await appInfo();
+  if (v18?.version !== 'V1.8' || v18.env.ICB_BOX_ENV !== STANDIN_ENV_VALUE)
+    throw new Error(`after the update /standin/info says ${JSON.stringify(v18)}`);
+  say(`the Java app reports V1.8 (pid ${v18.pid}), started with the start.bat environment`);
+  const before = updated;
   const pids = {
     java: before.status?.services.java?.pid,
     freeswitch: before.status?.services.freeswitch?.pid,
@@ -157,7 +260,28 @@ try {
       s.status?.services.java?.pid === pids.java &&
       s.status?.services.freeswitch?.pid === pids.freeswitch,
   );
-  if (sim.records.heartbeats.length === 0) throw new Error('the simulator received no heartbeat');
+
+  // A graceful stop: `service stop-agent` asks the agent over the control channel (POST /stop);
+  // it exits, and Java and FreeSWITCH keep running (the same pids).
+  const second = await until('the second agent runs', 30_000, (s) => s.running);
+  const stop = await cli(['service', 'stop-agent'], 'stop-agent');
+  if (stop.code !== 0 || !/stopped \(asked by control channel\)/.test(stop.out))
+    throw new Error(`boxkeeper service stop-agent (exit ${stop.code}): ${stop.out}`);
+  await until('the agent has stopped', 60_000, (s) => !s.running);
+  if (second.pid !== null && (await winAlive(second.pid)))
+    throw new Error(`the agent ${second.pid} still runs after stop-agent`);
+  const after = await appInfo();
+  if (after?.pid === undefined || after.version !== 'V1.8')
+    throw new Error(`Java does not answer after the agent stopped: ${JSON.stringify(after)}`);
+  for (const [name, pid] of Object.entries({ java: pids.java, freeswitch: pids.freeswitch }))
+    if (typeof pid !== 'number' || !(await winAlive(pid)))
+      throw new Error(
+        `${name} (pid ${String(pid)}) did not survive the graceful stop of the agent`,
+      );
+  say(
+    `service stop-agent: the agent stopped (control channel); java ${String(pids.java)} and freeswitch ${String(pids.freeswitch)} keep running`,
+  );
+
   say(`ok: ${sim.records.heartbeats.length} heartbeats received by the simulator`);
 } catch (err) {
   process.stderr.write(`agent-run: FAILED: ${(err as Error).message}\n`);

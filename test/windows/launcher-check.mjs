@@ -1,14 +1,21 @@
 // Run by a Windows node.exe (under Wine in CI): checks packaging/win/launcher.c as built by
 // packaging/win/build.sh. The launcher passes arguments through unchanged (MSVCRT quoting) and
 // forwards the exit code; the stand-in shim runs <its name>.mjs, and the shim and its node child
-// end together (Job object), whichever is killed.
-// Usage: node launcher-check.mjs <launcher.exe> <standin.exe> <work dir>
+// end together (Job object), whichever is killed; the switch-over entrypoint.exe (a copy with a
+// version baked in by services/switch-over.ts bakeEntrypoint) honours the launcher contract of
+// docs/install.md: package search order, switch-over --from-patch <V>, CWD and exit code.
+// Usage: node launcher-check.mjs <launcher.exe> <standin.exe> <work dir> [<baked entrypoint.exe>
+//        <its version> <unbaked entrypoint.exe>]
 import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
-const [launcher, standin, work] = process.argv.slice(2);
+// Absolute with a drive (a Unix path under Wine is drive-relative: libuv's spawn with a cwd needs a drive).
+const abs = (p) => (p === undefined ? undefined : resolve(p));
+const [launcher, standin, work, entrypoint, bakedVersion, unbaked] = process.argv
+  .slice(2)
+  .map((a, i) => (i === 4 ? a : abs(a)));
 if (work === undefined) {
   console.error('usage: launcher-check.mjs <launcher.exe> <standin.exe> <work dir>');
   process.exit(2);
@@ -35,10 +42,11 @@ async function waitFor(cond, ms) {
   }
   return true;
 }
+// 'close', not 'exit': a piped stderr may still hold the last line when the process has exited.
 const exitOf = (child) =>
   new Promise((resolve, reject) => {
     child.once('error', reject);
-    child.once('exit', (code) => resolve(code));
+    child.once('close', (code) => resolve(code));
   });
 const linkOrCopy = (from, to) => {
   try {
@@ -187,5 +195,100 @@ for (const detached of [false, true]) {
     `shim with a missing node exits 1 naming it (got ${code}: ${err.trim()})`,
   );
 }
+// --- the switch-over entrypoint.exe --------------------------------------------------------------
+if (entrypoint !== undefined) {
+  const box = join(work, 'ep-box');
+  const manager = join(box, 'RemoteManagerDist');
+  mkdirSync(manager, { recursive: true });
+  const ep = join(manager, 'entrypoint.exe');
+  copyFileSync(entrypoint, ep);
+  const record = join(work, 'ep-run.json');
+  const fakePackage = (dir, label, parts = ['node', 'script']) => {
+    mkdirSync(join(dir, 'runtime'), { recursive: true });
+    mkdirSync(join(dir, 'lib'), { recursive: true });
+    if (parts.includes('node')) linkOrCopy(process.execPath, join(dir, 'runtime', 'node.exe'));
+    if (parts.includes('script'))
+      writeFileSync(
+        join(dir, 'lib', 'boxkeeper.mjs'),
+        `import { writeFileSync } from 'node:fs';
+         writeFileSync(${JSON.stringify(record)}, JSON.stringify({ label: ${JSON.stringify(label)}, argv: process.argv.slice(2), cwd: process.cwd(), env: process.env.EP_CHECK ?? null }));
+         process.exitCode = Number(process.env.EP_CHECK_EXIT ?? 0);\n`,
+      );
+  };
+  const cwd = join(work, 'ep-cwd');
+  mkdirSync(cwd, { recursive: true });
+  const runEp = async (exe, args, exit) => {
+    rmSync(record, { force: true });
+    let err = '';
+    const c = spawn(exe, args, {
+      cwd,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, EP_CHECK: 'passed', EP_CHECK_EXIT: String(exit) },
+    });
+    c.stderr.setEncoding('utf8').on('data', (d) => (err += d));
+    const code = await exitOf(c);
+    const ran = existsSync(record) ? JSON.parse(readFileSync(record, 'utf8')) : null;
+    return { code, ran, err: err.trim() };
+  };
+  const expectArgv = JSON.stringify(['switch-over', '--from-patch', bakedVersion, '--x', 'a b']);
+
+  fakePackage(join(box, 'patch', bakedVersion, 'boxkeeper-package'), 'patch');
+  fakePackage(join(box, 'patch', 'V0.0-other', 'boxkeeper-package'), 'other patch');
+  let r = await runEp(ep, ['--x', 'a b'], 7);
+  check(
+    r.ran?.label === 'patch',
+    `entrypoint finds ..\\patch\\${bakedVersion}\\boxkeeper-package (the baked version): ran ${JSON.stringify(r.ran)} ${r.err}`,
+  );
+  check(
+    JSON.stringify(r.ran?.argv) === expectArgv,
+    `entrypoint runs ${expectArgv}: ${JSON.stringify(r.ran?.argv)}`,
+  );
+  check(
+    r.ran?.cwd?.toLowerCase() === cwd.toLowerCase() && r.ran?.env === 'passed',
+    `entrypoint keeps the CWD and the environment (${r.ran?.cwd}, ${r.ran?.env})`,
+  );
+  check(r.code === 7, `entrypoint forwards the exit code (got ${r.code}, expected 7)`);
+
+  fakePackage(join(manager, 'boxkeeper-package'), 'beside');
+  fakePackage(join(manager, 'boxkeeper'), 'half-installed', ['script']); // no runtime\node.exe
+  r = await runEp(ep, ['--x', 'a b'], 0);
+  check(
+    r.ran?.label === 'beside' && r.code === 0,
+    `entrypoint prefers <dir>\\boxkeeper-package and skips a candidate without runtime\\node.exe: ran ${r.ran?.label} (exit ${r.code}) ${r.err}`,
+  );
+  fakePackage(join(manager, 'boxkeeper'), 'installed');
+  r = await runEp(ep, ['--x', 'a b'], 3);
+  check(
+    r.ran?.label === 'installed' && r.code === 3 && JSON.stringify(r.ran?.argv) === expectArgv,
+    `entrypoint prefers the installed <dir>\\boxkeeper: ran ${r.ran?.label} (exit ${r.code}) ${r.err}`,
+  );
+
+  const lone = join(work, 'ep-lone', 'RemoteManagerDist');
+  mkdirSync(lone, { recursive: true });
+  copyFileSync(entrypoint, join(lone, 'entrypoint.exe'));
+  r = await runEp(join(lone, 'entrypoint.exe'), [], 0);
+  const three = [
+    join(lone, 'boxkeeper'),
+    join(lone, 'boxkeeper-package'),
+    join(lone, '..', 'patch', bakedVersion, 'boxkeeper-package'),
+  ];
+  const named = three.every((p) => r.err.toLowerCase().includes(p.toLowerCase()));
+  check(
+    r.code === 1 && r.ran === null && named && r.err.split('\n').length === 1,
+    `entrypoint without a package exits 1 with one line naming the three paths (got ${r.code}: ${r.err})`,
+  );
+  if (unbaked !== undefined) {
+    const raw = join(work, 'ep-unbaked');
+    mkdirSync(raw, { recursive: true });
+    copyFileSync(unbaked, join(raw, 'entrypoint.exe'));
+    fakePackage(join(raw, 'boxkeeper'), 'installed');
+    r = await runEp(join(raw, 'entrypoint.exe'), [], 0);
+    check(
+      r.code === 1 && r.ran === null && /no patch version is baked/.test(r.err),
+      `an entrypoint.exe without a baked version exits 1 saying so (got ${r.code}: ${r.err})`,
+    );
+  }
+}
+
 console.log(failures === 0 ? 'launcher-check: ok' : `launcher-check: ${failures} failed`);
 process.exit(failures === 0 ? 0 : 1);

@@ -71,9 +71,12 @@ wrun() { # out-file command...
 step "packaging/win/build.sh"
 "$ROOT/packaging/win/build.sh" "$WORK/build"
 
-step "launcher and stand-in shim"
+step "launcher, stand-in shim and switch-over entrypoint"
+node --import tsx "$ROOT/test/windows/bake-entrypoint.ts" "$WORK/build/entrypoint.exe" V9.9-check \
+  "$WORK/build/entrypoint-baked.exe"
 wrun "$WORK/launcher-check.out" "$NODE_EXE" "$ROOT/test/windows/launcher-check.mjs" \
-  "$WORK/build/launcher.exe" "$WORK/build/standin.exe" "$WORK/launcher-check" ||
+  "$WORK/build/launcher.exe" "$WORK/build/standin.exe" "$WORK/launcher-check" \
+  "$WORK/build/entrypoint-baked.exe" V9.9-check "$WORK/build/entrypoint.exe" ||
   die "launcher-check failed: $(cat "$WORK/launcher-check.out")"
 cat "$WORK/launcher-check.out" >&2
 
@@ -142,7 +145,7 @@ node -e '
   if (s.running !== false) throw new Error("expected running: false, got " + JSON.stringify(s));
 ' "$WORK/status.out" || die "boxkeeper status --json: unexpected answer"
 if [ "${WINE_SMOKE_RUN:-1}" = 1 ]; then
-  step "boxkeeper run: services, heartbeats, a restart, adoption by the next agent"
+  step "boxkeeper heartbeat and run: services, restart, start.bat env, check, update V1.8, adoption, stop-agent"
   node --import tsx "$ROOT/test/windows/agent-run.ts" "$BK" "$NODE_EXE" "$WORK" \
     "$WORK/build/standin.exe" "$WORK/build/node_sqlite3.node" ||
     die "boxkeeper run failed; agent log: $(tail -n 30 "$WORK/run-agent.log")"
