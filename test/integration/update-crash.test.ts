@@ -152,6 +152,20 @@ const FAILURE_STATES = [
   'awaitingInstall',
 ];
 
+/**
+ * The stand-in app answers with the expected version. Generous: the suite may share the machine
+ * with other work; the last answer seen is in the message, to tell "not up" from "old version".
+ */
+async function untilAppVersion(e: E2E, version: string, name: string): Promise<void> {
+  let last: string | undefined;
+  await waitUntil(
+    async () => (last = await appVersion(e)) === version,
+    90_000,
+    `${name}: ${version} running`,
+    () => `the app last answered ${last ?? 'nothing'}`,
+  );
+}
+
 const CASES: Case[] = [
   ...SUCCESS_EFFECTS.map((c) => ({
     name: `kill at ${c}`,
@@ -283,11 +297,7 @@ async function runCase(c: Case): Promise<void> {
         "SELECT name FROM sqlite_master WHERE name = 'flow'",
       );
       assert.equal(tables.length, 0, `${c.name}: V1.8's table rolled back`);
-      await waitUntil(
-        async () => (await appVersion(e)) === 'V1.7',
-        30_000,
-        `${c.name}: V1.7 running`,
-      );
+      await untilAppVersion(e, 'V1.7', c.name);
     } else {
       assert.equal(u.lastResult, 'installed V1.8, V1.9', `${c.name}: ${JSON.stringify(u)}`);
       const rows = await dbQuery<{ v: string }>(e.box.dbPath, 'SELECT v FROM flow ORDER BY id');
@@ -297,11 +307,7 @@ async function runCase(c: Case): Promise<void> {
         `${c.name}: each script applied once`,
       );
       assert.match(await readFile(e.box.configIniPath, 'utf8'), /^version = V1\.9$/m);
-      await waitUntil(
-        async () => (await appVersion(e)) === 'V1.9',
-        30_000,
-        `${c.name}: V1.9 running`,
-      );
+      await untilAppVersion(e, 'V1.9', c.name);
     }
     assert.equal(
       JSON.stringify(await dbQuery(e.box.dbPath, 'SELECT * FROM task ORDER BY id')),
