@@ -1,16 +1,20 @@
 // The cloud-platform client: token (signed, refreshed ahead of expiry, one refresh at a time,
 // one re-auth and retry when the server rejects it), version check, chunked download,
-// heartbeat and task pause/resume. Every answer is validated; failures are CloudErrors that
-// name the endpoint. Idempotent calls are retried with exponential backoff and jitter.
+// heartbeat and task pause/resume. Every answer is validated and held to the [limits] caps (read
+// only up to its cap, so memory is bounded by the caps, not by the server); failures are
+// CloudErrors that name the endpoint. Idempotent calls are retried with exponential backoff and
+// jitter.
 import { randomUUID } from 'node:crypto';
 import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import got, { RequestError, type Got } from 'got';
+import got, { RequestError, type CancelableRequest, type Got, type Response } from 'got';
 import { z } from 'zod';
-import { CloudError, errorMessage, isErrnoCode } from './errors.ts';
+import { bodyWithoutBytes, scanChunkBody, type ChunkArray } from './chunk-decode.ts';
+import { CloudError, errorMessage, isErrnoCode, withPath } from './errors.ts';
 import { fsyncDir, writeFileAtomic } from './fs-atomic.ts';
 import type { Logger } from './logger.ts';
 import { signedTokenQuery } from './cloud-signing.ts';
+import { freeBytes } from './system.ts';
 
 export const API_PREFIX = '/v1/api/center818/box';
 export const TOKEN_PATH = '/gateway/token/getUserToken';
@@ -81,6 +85,67 @@ export interface CloudApi {
   setTaskStatus(taskNos: TaskNo[], op: (typeof TaskOp)[keyof typeof TaskOp]): Promise<void>;
 }
 
+/** Caps on what the cloud may send ([limits] in settings.ini; sizes in bytes). */
+export interface CloudLimits {
+  /** Largest answer to any request but a file chunk. */
+  answerBytes: number;
+  /** Largest `bytes` of one chunk. */
+  chunkBytes: number;
+  /** Largest `totalIndex`. */
+  chunkCount: number;
+  /** Largest download. */
+  patchBytes: number;
+  /** Most `upgradeList` entries. */
+  upgradeList: number;
+  /** Longest text (characters) in an `upgradeList` entry. */
+  textLength: number;
+  /** Free space a download must leave on its disk. */
+  diskReserveBytes: number;
+}
+
+/** The defaults of docs/settings.md [limits] (a unit test holds them equal). */
+export const DEFAULT_CLOUD_LIMITS: CloudLimits = {
+  answerBytes: 4 * 1024 ** 2,
+  chunkBytes: 8 * 1024 ** 2,
+  chunkCount: 100_000,
+  patchBytes: 1024 ** 3,
+  upgradeList: 100,
+  textLength: 4096,
+  diskReserveBytes: 100 * 1024 ** 2,
+};
+
+/** Not enough free disk for a download (code ENOSPC, so callers treat it as a full disk). */
+export class DownloadSpaceError extends Error {
+  readonly code = 'ENOSPC';
+  readonly dir: string;
+  readonly needBytes: number;
+  readonly freeBytes: number;
+  constructor(dir: string, needBytes: number, free: number, why: string) {
+    super(`not enough free space in ${dir}: ${why}; ${fmtBytes(free)} free`);
+    this.name = 'DownloadSpaceError';
+    this.dir = dir;
+    this.needBytes = needBytes;
+    this.freeBytes = free;
+  }
+}
+
+/** "8388608 bytes (8 MiB)": exact for comparing, rounded for reading. */
+export function fmtBytes(n: number): string {
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let unit = '';
+  for (const u of units) {
+    if (v < 1024) break;
+    v /= 1024;
+    unit = u;
+  }
+  return unit === '' ? `${n} bytes` : `${n} bytes (${Number(v.toFixed(1))} ${unit})`;
+}
+
+// JSON text of one chunk answer: a byte is at most "-128," (5 characters); one more per byte
+// allows spaces, 64 KiB the envelope.
+const chunkAnswerBytes = (chunkBytes: number) => chunkBytes * 6 + 64 * 1024;
+
 export interface CloudClientOptions {
   hostAddr: string;
   /** Read on every use, so a reloaded configuration.ini takes effect. */
@@ -93,6 +158,12 @@ export interface CloudClientOptions {
   /** Base of the exponential backoff between retries (tests use small values). */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
+  /** Default: DEFAULT_CLOUD_LIMITS. */
+  limits?: CloudLimits;
+  /** Bytes free on the disk holding a directory (default: statfs). */
+  freeBytes?: (dir: string) => Promise<number>;
+  /** PEM certificate(s) the cloud's https certificate must chain to, instead of the system's. */
+  certificateAuthority?: string;
 }
 
 // ---- response schemas -------------------------------------------------------------------------
@@ -111,7 +182,13 @@ const envelope = z.object({
 
 const tokenContent = z.object({
   token: z.string().min(1),
-  expireTime: z.union([z.number(), z.string().regex(/^\d+$/).transform(Number)]),
+  // A time a Date can hold: 1e300 made toISOString throw, -1 was taken as "expired".
+  expireTime: z
+    .union([z.number(), z.string().regex(/^\d+$/).transform(Number)])
+    .refine(
+      (n) => Number.isSafeInteger(n) && n > 0 && n <= 8.64e15,
+      'expected epoch seconds or milliseconds (a whole number > 0)',
+    ),
 });
 
 // versionNum becomes a directory name: allow only safe characters (no separators, no "..").
@@ -145,7 +222,8 @@ const checkContent = z.discriminatedUnion('upgradeMark', [
 
 const chunkContent = z.object({
   totalIndex: z.number().int().min(0),
-  bytes: z.array(z.unknown()),
+  // Checked, not parsed: z.array would copy millions of elements (each byte is checked below).
+  bytes: z.custom<unknown[]>((v) => Array.isArray(v), 'expected an array of bytes'),
 });
 
 function describeZod(err: z.ZodError): string {
@@ -159,7 +237,70 @@ function snippet(body: string): string {
   return flat.length > 120 ? `${flat.slice(0, 120)}…` : flat;
 }
 
+/** A value of an answer as JSON for a message, cut like snippet; JSON.stringify may overflow. */
+function showValue(value: unknown): string {
+  try {
+    return snippet(JSON.stringify(value));
+  } catch {
+    return '(nested too deeply to show)';
+  }
+}
+
+/**
+ * The bytes of one chunk: Java's signed bytes (-128..127), or 0..255, as a Buffer. Anything
+ * else is an invalid answer naming the chunk and the element, never a wrong byte.
+ */
+export function decodeChunkBytes(bytes: readonly unknown[], fileIndex: number): Buffer {
+  const data = Buffer.allocUnsafe(bytes.length);
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i];
+    if (typeof b !== 'number' || !Number.isInteger(b) || b < -128 || b > 255) {
+      throw new CloudError(
+        'version/file',
+        'invalid-response',
+        `chunk ${fileIndex}: bytes[${i}] is ${showValue(b)}, expected a byte`,
+        { status: 200 },
+      );
+    }
+    data[i] = b & 0xff;
+  }
+  return data;
+}
+
 const AUTH_CODES = new Set([401, 403]);
+
+interface AnswerCap {
+  bytes: number;
+  /** How an error names it. */
+  name: string;
+}
+
+const limitError = (endpoint: string, detail: string) => new CloudError(endpoint, 'limit', detail);
+
+/** Why an upgradeList entry's text is over the cap, or undefined ([limits] text_length). */
+function longText(entry: VersionInfo, index: number, max: number): string | undefined {
+  const over = (field: string, text: string) =>
+    text.length > max
+      ? `upgradeList[${index}].${field} is ${text.length} characters long, over [limits] text_length = ${max}`
+      : undefined;
+  const direct =
+    over('versionNum', entry.versionNum) ??
+    over('versionCode', entry.versionCode) ??
+    over('remark', entry.remark);
+  if (direct !== undefined) return direct;
+  for (const [key, value] of Object.entries(entry.argumentConfigMap)) {
+    const field = `argumentConfigMap.${key.slice(0, 40)}`;
+    let text: string;
+    try {
+      text = typeof value === 'string' ? value : JSON.stringify(value);
+    } catch {
+      return `upgradeList[${index}].${field} is nested too deeply to measure against [limits] text_length`;
+    }
+    const problem = over('argumentConfigMap key', key) ?? over(field, text);
+    if (problem !== undefined) return problem;
+  }
+  return undefined;
+}
 
 // ---- client -----------------------------------------------------------------------------------
 
@@ -172,27 +313,82 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
     throwHttpErrors: false,
     followRedirect: false,
     responseType: 'text',
+    ...(options.certificateAuthority === undefined
+      ? {}
+      : { https: { certificateAuthority: options.certificateAuthority } }),
   });
   const base = options.hostAddr.replace(/\/+$/, '');
+  const limits = options.limits ?? DEFAULT_CLOUD_LIMITS;
+  const freeSpace = options.freeBytes ?? freeBytes;
+  const answerCap: AnswerCap = {
+    bytes: limits.answerBytes,
+    name: `[limits] answer_size = ${fmtBytes(limits.answerBytes)}`,
+  };
+  const chunkCap: AnswerCap = {
+    bytes: chunkAnswerBytes(limits.chunkBytes),
+    name: `6 × [limits] chunk_size + 64 KiB = ${fmtBytes(chunkAnswerBytes(limits.chunkBytes))}`,
+  };
   let current: TokenInfo | undefined;
   let refreshAt = 0;
   let inflight: Promise<TokenInfo> | undefined;
 
   async function send(
     endpoint: string,
-    request: () => Promise<{ statusCode: number; body: string }>,
+    request: () => CancelableRequest<Response<string>>,
+    cap: AnswerCap = answerCap,
   ): Promise<unknown> {
+    const { statusCode, body } = await receive(endpoint, request, cap);
+    return interpret(endpoint, statusCode, body);
+  }
+
+  /** Sends a request and reads its answer, abandoning it past `cap`. */
+  async function receive<T extends string | Buffer>(
+    endpoint: string,
+    request: () => CancelableRequest<Response<T>>,
+    cap: AnswerCap,
+  ): Promise<Response<T>> {
     let response;
+    let refusal: CloudError | undefined;
     try {
-      response = await request();
+      const call = request();
+      // Abandon the answer as soon as it passes its cap: got would otherwise buffer all of it.
+      void call.on('downloadProgress', ({ transferred, total }) => {
+        if (refusal !== undefined || Math.max(transferred, total ?? 0) <= cap.bytes) return;
+        const seen =
+          total !== undefined && total > cap.bytes
+            ? `announces ${fmtBytes(total)} (Content-Length)`
+            : `passed ${fmtBytes(transferred)}`;
+        refusal = new CloudError(
+          endpoint,
+          'limit',
+          `the answer ${seen}, over ${cap.name}; abandoned after ${transferred} bytes`,
+        );
+        call.cancel();
+      });
+      response = await call;
     } catch (err) {
+      if (refusal !== undefined) throw refusal;
       if (err instanceof RequestError) {
         const failure = err.code === 'ETIMEDOUT' ? 'timeout' : 'network';
         throw new CloudError(endpoint, failure, `${err.code}: ${err.message}`, { cause: err });
       }
       throw new CloudError(endpoint, 'network', errorMessage(err), { cause: err });
     }
-    const { statusCode, body } = response;
+    return response;
+  }
+
+  /**
+   * The content of an answer, after the status, the envelope and its code are checked.
+   * `shown` is the text error messages quote (default: the body); `notJsonWhy` is added to a
+   * not-json failure.
+   */
+  function interpret(
+    endpoint: string,
+    statusCode: number,
+    body: string,
+    shown: string = body,
+    notJsonWhy = '',
+  ): unknown {
     let parsedBody: unknown;
     try {
       parsedBody = JSON.parse(body);
@@ -205,21 +401,24 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
       throw new CloudError(
         endpoint,
         'auth',
-        `token rejected (HTTP ${statusCode}): ${snippet(body)}`,
+        `token rejected (HTTP ${statusCode}): ${snippet(shown)}`,
         {
           status: statusCode,
         },
       );
     }
     if (statusCode !== 200) {
-      throw new CloudError(endpoint, 'http', `HTTP ${statusCode}: ${snippet(body)}`, {
+      throw new CloudError(endpoint, 'http', `HTTP ${statusCode}: ${snippet(shown)}`, {
         status: statusCode,
       });
     }
     if (parsedBody === undefined) {
-      throw new CloudError(endpoint, 'not-json', `expected a JSON body, got "${snippet(body)}"`, {
-        status: 200,
-      });
+      throw new CloudError(
+        endpoint,
+        'not-json',
+        `expected a JSON body, got "${snippet(shown)}"${notJsonWhy}`,
+        { status: 200 },
+      );
     }
     const env = envelope.safeParse(parsedBody);
     if (!env.success) {
@@ -232,13 +431,15 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
     }
     if (env.data.code !== 1) {
       const content = env.data.content;
-      const why =
+      // Cut: the message travels on into the log, status and patch.meta.
+      const why = snippet(
         env.data.msg ??
-        (typeof content === 'string'
-          ? content
-          : content == null
-            ? '(no message)'
-            : JSON.stringify(content));
+          (typeof content === 'string'
+            ? content
+            : content == null
+              ? '(no message)'
+              : showValue(content)),
+      );
       throw new CloudError(endpoint, 'business', `code ${env.data.code}: ${why}`, { status: 200 });
     }
     // The original treats any falsy content ("", 0, [], {}, null) as absent.
@@ -328,10 +529,10 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
   }
 
   /** A call with token headers; on a rejected token, re-authenticates once and repeats. */
-  async function authed(
+  async function authed<T>(
     endpoint: string,
-    call: (headers: Record<string, string>) => Promise<unknown>,
-  ) {
+    call: (headers: Record<string, string>) => Promise<T>,
+  ): Promise<T> {
     const headersFor = (t: TokenInfo) => ({ token: t.token, appkey: options.credentials().appKey });
     const first = await token();
     try {
@@ -372,6 +573,15 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
         );
       }
     }
+    // Counted before any entry is validated or kept: a huge list costs one length check.
+    const list = (decoded as { upgradeList?: unknown } | null)?.upgradeList;
+    const mark = (decoded as { upgradeMark?: unknown } | null)?.upgradeMark;
+    if (mark !== 0 && Array.isArray(list) && list.length > limits.upgradeList) {
+      throw limitError(
+        endpoint,
+        `upgradeList has ${list.length} entries, over [limits] upgrade_list = ${limits.upgradeList}`,
+      );
+    }
     const parsed = checkContent.safeParse(decoded);
     if (!parsed.success) {
       throw new CloudError(endpoint, 'invalid-response', `content: ${describeZod(parsed.error)}`, {
@@ -379,23 +589,45 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
       });
     }
     if (parsed.data.upgradeMark === 0) return { upgradeMark: 0, upgradeList: [] };
+    for (const [i, entry] of parsed.data.upgradeList.entries()) {
+      const problem = longText(entry, i, limits.textLength);
+      if (problem !== undefined) throw limitError(endpoint, problem);
+    }
     return { upgradeMark: parsed.data.upgradeMark, upgradeList: parsed.data.upgradeList };
   }
 
   async function fetchChunk(
     versionCode: string,
     fileIndex: number,
+    scratch: { buffer: Buffer },
   ): Promise<{ totalIndex: number; data: Buffer }> {
     const endpoint = 'version/file';
-    const content = await withRetry(endpoint, () =>
-      authed(endpoint, (headers) =>
-        send(endpoint, () =>
-          http.get(`${base}${API_PREFIX}/version/file`, {
-            searchParams: { appkey: options.credentials().appKey, versionCode, fileIndex },
-            headers,
-          }),
-        ),
-      ),
+    const { content, decoded } = await withRetry(endpoint, () =>
+      authed(endpoint, async (headers) => {
+        const { statusCode, body } = await receive(
+          endpoint,
+          () =>
+            http.get(`${base}${API_PREFIX}/version/file`, {
+              searchParams: { appkey: options.credentials().appKey, versionCode, fileIndex },
+              headers,
+              responseType: 'buffer',
+            }),
+          chunkCap,
+        );
+        // The usual answer's bytes are decoded straight from the body, the rest of it parsed as
+        // any answer; anything else (an error envelope, odd numbers) takes the general path.
+        const scan =
+          statusCode === 200 ? scanChunkBody(body, limits.chunkBytes, scratch) : undefined;
+        if (scan?.ok === true) {
+          const rest = bodyWithoutBytes(body, scan);
+          const shown = body.toString('utf8', 0, 1024);
+          return { content: interpret(endpoint, statusCode, rest, shown), decoded: scan };
+        }
+        const text = body.toString('utf8');
+        const why = scan === undefined ? '' : `; at byte ${scan.at}: expected ${scan.expected}`;
+        const general = interpret(endpoint, statusCode, text, text, why);
+        return { content: general, decoded: undefined as ChunkArray | undefined };
+      }),
     );
     // A config-only version answers totalIndex 0 with no bytes, which the envelope rule makes null.
     if (content === null) return { totalIndex: 0, data: Buffer.alloc(0) };
@@ -411,23 +643,22 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
       );
     }
     const { bytes, totalIndex } = parsed.data;
-    const data = Buffer.allocUnsafe(bytes.length);
-    for (let i = 0; i < bytes.length; i++) {
-      const b = bytes[i];
-      // Java bytes are signed (-128..127); accept 0..255 too and keep the low 8 bits.
-      if (typeof b !== 'number' || !Number.isInteger(b) || b < -128 || b > 255) {
-        throw new CloudError(
-          endpoint,
-          'invalid-response',
-          `chunk ${fileIndex}: bytes[${i}] is ${JSON.stringify(b)}, expected a byte`,
-          {
-            status: 200,
-          },
-        );
-      }
-      data[i] = b & 0xff;
+    const count = decoded?.count ?? bytes.length;
+    if (totalIndex > limits.chunkCount) {
+      throw limitError(
+        endpoint,
+        `chunk ${fileIndex}: totalIndex is ${totalIndex}, over [limits] chunk_count = ${limits.chunkCount}`,
+      );
     }
-    return { totalIndex, data };
+    if (count > limits.chunkBytes) {
+      throw limitError(
+        endpoint,
+        `chunk ${fileIndex}: ${fmtBytes(count)}, over [limits] chunk_size = ${fmtBytes(limits.chunkBytes)}`,
+      );
+    }
+    // Already checked and decoded by the scanner (into the download's scratch buffer).
+    if (decoded !== undefined) return { totalIndex, data: decoded.data };
+    return { totalIndex, data: decodeChunkBytes(bytes, fileIndex) };
   }
 
   interface PartState {
@@ -435,6 +666,53 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
     nextIndex: number;
     totalIndex: number;
     size: number;
+    /** Bytes of the first chunk, the server's chunk size (absent in older checkpoints). */
+    chunkBytes?: number;
+  }
+
+  /**
+   * Refuses a download the disk cannot hold: the rest of the zip, its extraction beside it
+   * (counted as the zip's size again) and [limits] disk_reserve.
+   */
+  async function ensureSpace(dir: string, state: PartState, totalIndex: number, chunk: number) {
+    const reserve = limits.diskReserveBytes;
+    const free = await freeSpace(dir);
+    // Before the first chunk the size is unknown: keep at least the reserve.
+    if (totalIndex < 0) {
+      if (free < reserve)
+        throw new DownloadSpaceError(
+          dir,
+          reserve,
+          free,
+          `[limits] disk_reserve is ${fmtBytes(reserve)}`,
+        );
+      return;
+    }
+    const zip = Math.min(totalIndex * chunk, limits.patchBytes);
+    const rest = Math.max(0, zip - state.size);
+    const need = rest + zip + reserve;
+    if (free < need) {
+      throw new DownloadSpaceError(
+        dir,
+        need,
+        free,
+        `the download needs ${fmtBytes(need)}: ${fmtBytes(rest)} more of the zip, about ${fmtBytes(zip)} to extract it and [limits] disk_reserve ${fmtBytes(reserve)}`,
+      );
+    }
+  }
+
+  /** Refuses a chunk that would take the download past [limits] patch_size (before it is written). */
+  function checkPatchSize(totalIndex: number, chunk: number, index: number) {
+    const endpoint = 'version/file';
+    const cap = `[limits] patch_size = ${fmtBytes(limits.patchBytes)}`;
+    // All chunks but the last have the first one's size: this much is announced at least.
+    const announced = (totalIndex - 1) * chunk + 1;
+    if (totalIndex > 0 && announced > limits.patchBytes) {
+      throw limitError(
+        endpoint,
+        `chunk ${index}: totalIndex ${totalIndex} of ${fmtBytes(chunk)} chunks announces at least ${fmtBytes(announced)}, over ${cap}`,
+      );
+    }
   }
 
   async function downloadFile(
@@ -442,6 +720,7 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
     dest: string,
     opts: { onProgress?: (done: number, total: number) => void; signal?: AbortSignal } = {},
   ): Promise<DownloadResult> {
+    const dir = dirname(dest);
     const part = `${dest}.part`;
     const statePath = `${dest}.part.json`;
     let state: PartState = { versionCode, nextIndex: 0, totalIndex: -1, size: 0 };
@@ -454,23 +733,47 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
     const resumedFrom = state.nextIndex;
     if (resumedFrom > 0)
       log.info({ versionCode, fromChunk: resumedFrom, bytes: state.size }, 'resuming download');
+    // A resumed download knows its size already; a fresh one learns it from the first chunk.
+    let chunkSize =
+      resumedFrom > 0 ? (state.chunkBytes ?? Math.ceil(state.size / resumedFrom)) : undefined;
+    await ensureSpace(dir, state, chunkSize === undefined ? -1 : state.totalIndex, chunkSize ?? 0);
     const handle = await open(part, resumedFrom > 0 ? 'r+' : 'w');
+    // Chunk n is decoded into buffer n % 2: the next chunk arrives while this one is written.
+    const scratches = [{ buffer: Buffer.alloc(0) }, { buffer: Buffer.alloc(0) }] as const;
+    const fetchInto = (index: number) => {
+      const chunk = fetchChunk(versionCode, index, scratches[index % 2 === 0 ? 0 : 1]);
+      // Awaited in turn, or (after a failure) only waited for.
+      chunk.catch(() => undefined);
+      return { index, chunk };
+    };
+    let ahead: ReturnType<typeof fetchInto> | undefined;
     let lastCheckpoint = Date.now();
     let sinceCheckpoint = 0;
-    const checkpoint = async () => {
+    const checkpoint = async (saved: PartState) => {
       // The bytes must be durable before the state that counts them.
       await handle.datasync();
-      await writeFileAtomic(statePath, JSON.stringify(state));
-      lastCheckpoint = Date.now();
-      sinceCheckpoint = 0;
+      await writeFileAtomic(statePath, JSON.stringify(saved));
+    };
+    // Checkpoints run while the next chunks arrive (one at a time): a sync costs milliseconds,
+    // a chunk less. A failed one fails the download at its next step, as a direct one would.
+    let background: Promise<void> | undefined;
+    let backgroundError: { err: unknown } | undefined;
+    const settled = async () => {
+      await background;
+      if (backgroundError !== undefined) throw backgroundError.err;
     };
     try {
       await handle.truncate(state.size);
       for (;;) {
+        if (backgroundError !== undefined) throw backgroundError.err;
         opts.signal?.throwIfAborted();
-        const { totalIndex, data } = await fetchChunk(versionCode, state.nextIndex);
+        const index = state.nextIndex;
+        const next = ahead?.index === index ? ahead : fetchInto(index);
+        ahead = undefined;
+        const { totalIndex, data } = await next.chunk;
         // "No file" is only an answer to the first chunk; later it is a broken download.
         if (totalIndex === 0 && state.totalIndex === -1) {
+          await settled();
           await handle.close();
           await Promise.all([rm(part, { force: true }), rm(statePath, { force: true })]);
           return { noFile: true, bytes: 0, chunks: 0, resumedFrom };
@@ -479,27 +782,72 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
           throw new CloudError(
             'version/file',
             'invalid-response',
-            `chunk ${state.nextIndex}: totalIndex changed from ${state.totalIndex} to ${totalIndex}`,
+            `chunk ${index}: totalIndex changed from ${state.totalIndex} to ${totalIndex}`,
           );
         }
+        // Empty chunks would have the box ask up to chunk_count times for nothing.
+        if (data.length === 0) {
+          throw new CloudError(
+            'version/file',
+            'invalid-response',
+            `chunk ${index}: no bytes, but totalIndex is ${totalIndex}`,
+          );
+        }
+        // Every cap is checked before the chunk is written.
+        if (chunkSize === undefined) {
+          chunkSize = data.length;
+          checkPatchSize(totalIndex, chunkSize, index);
+          await ensureSpace(dir, state, totalIndex, chunkSize);
+        }
+        if (state.size + data.length > limits.patchBytes) {
+          throw limitError(
+            'version/file',
+            `chunk ${index} takes the download to ${fmtBytes(state.size + data.length)}, over [limits] patch_size = ${fmtBytes(limits.patchBytes)}`,
+          );
+        }
+        // Every check passed: ask for the next chunk before this one goes to disk.
+        if (index + 1 < totalIndex) ahead = fetchInto(index + 1);
         await handle.write(data, 0, data.length, state.size);
         state = {
           ...state,
           totalIndex,
-          nextIndex: state.nextIndex + 1,
+          nextIndex: index + 1,
           size: state.size + data.length,
+          chunkBytes: state.chunkBytes ?? chunkSize,
         };
         sinceCheckpoint += data.length;
         opts.onProgress?.(state.nextIndex, totalIndex);
         if (state.nextIndex >= totalIndex) break;
-        if (sinceCheckpoint >= 1 << 20 || Date.now() - lastCheckpoint >= 2000) await checkpoint();
+        const due = sinceCheckpoint >= 1 << 20 || Date.now() - lastCheckpoint >= 2000;
+        if (due && background === undefined) {
+          lastCheckpoint = Date.now();
+          sinceCheckpoint = 0;
+          background = checkpoint(state)
+            .catch((err: unknown) => {
+              backgroundError = { err };
+            })
+            .finally(() => {
+              background = undefined;
+            });
+        }
       }
+      await settled();
       await handle.sync();
       await handle.close();
     } catch (err) {
-      await checkpoint().catch(() => undefined);
+      // A refused download (or one refused for space before anything arrived) leaves nothing;
+      // any other is kept for a resume (a full disk fails this cycle; the next one continues).
+      const refused =
+        (err instanceof CloudError && err.failure === 'limit') ||
+        (err instanceof DownloadSpaceError && state.nextIndex === 0);
+      // Never two checkpoints at once, nor one writing the state after it is removed; no request
+      // left running after the download has failed.
+      await background;
+      await ahead?.chunk.catch(() => undefined);
+      if (!refused) await checkpoint(state).catch(() => undefined);
       await handle.close().catch(() => undefined);
-      throw err;
+      if (refused) await Promise.all([rm(part, { force: true }), rm(statePath, { force: true })]);
+      throw withPath(err, part);
     }
     await rename(part, dest);
     await fsyncDir(dirname(dest));

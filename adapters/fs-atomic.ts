@@ -2,9 +2,9 @@
 // A reader therefore sees either the old or the new contents, never a torn file, and after the
 // call returns the new contents survive a power cut.
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { isErrnoCode } from './errors.ts';
+import { isErrnoCode, withPath } from './errors.ts';
 
 const TEMP_MARK = '.bk-tmp-';
 
@@ -60,6 +60,18 @@ async function renameWithRetry(from: string, to: string): Promise<void> {
   }
 }
 
+/**
+ * readFile whose error names the file: Node's own does not when the read itself fails (a
+ * directory where the file belongs gives a bare "EISDIR: illegal operation on a directory, read").
+ */
+export async function readFileNamed(path: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw withPath(err, path);
+  }
+}
+
 export interface AtomicWriteOptions {
   mode?: number;
   /** Called after the temp file is fsynced and before the rename (crash tests use it). */
@@ -70,6 +82,29 @@ export async function writeFileAtomic(
   path: string,
   data: string | Uint8Array,
   options: AtomicWriteOptions = {},
+): Promise<void> {
+  try {
+    await writeThroughTemp(path, data, options);
+  } catch (err) {
+    throw namingTarget(err, path);
+  }
+}
+
+/** An error of the temp file or of a write through its handle names the file being replaced. */
+function namingTarget(err: unknown, path: string): unknown {
+  const e = err as { code?: unknown; path?: unknown; dest?: unknown };
+  if (typeof e.code === 'string' && (typeof e.path !== 'string' || e.path.includes(TEMP_MARK))) {
+    Object.assign(err as object, { path });
+    // The rename of the temp onto the file is this one write, not a move to report.
+    delete e.dest;
+  }
+  return err;
+}
+
+async function writeThroughTemp(
+  path: string,
+  data: string | Uint8Array,
+  options: AtomicWriteOptions,
 ): Promise<void> {
   const dir = dirname(path);
   await mkdir(dir, { recursive: true });
@@ -85,7 +120,8 @@ export async function writeFileAtomic(
     await options.beforeRename?.(temp);
     await renameWithRetry(temp, path);
   } catch (err) {
-    await rm(temp, { force: true });
+    // The old file stays as it was; the half-written temp goes (best effort on a failing disk).
+    await rm(temp, { force: true }).catch(() => undefined);
     throw err;
   }
   await fsyncDir(dir);

@@ -34,6 +34,21 @@ export interface IniDocument {
 const SECTION = /^\s*\[([^\]]+)\]\s*(?:[;#].*)?$/;
 const ENTRY = /^\s*([^=:\s][^=:]*?)\s*[=:]\s*(.*)$/;
 
+// eslint-disable-next-line no-control-regex -- control characters are what it escapes
+const CONTROL = /[\u0000-\u001f\u007f]/g;
+
+/**
+ * Text of a file quoted for a message, control characters written as \uXXXX: a NUL, a lone CR
+ * or an escape sequence would otherwise be invisible or act on the terminal.
+ */
+export function quoted(text: string): string {
+  const visible = text.replace(
+    CONTROL,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
+  return `"${visible}"`;
+}
+
 /** Cuts an inline comment: a `;` that follows whitespace starts one. */
 function stripInlineComment(value: string): string {
   const m = /\s;/.exec(value);
@@ -43,6 +58,15 @@ function stripInlineComment(value: string): string {
 export function parseIni(text: string): IniDocument {
   const sections: IniSection[] = [];
   const problems: IniProblem[] = [];
+  // UTF-16 (Notepad's "Unicode") decodes with a NUL beside every ASCII letter: one problem that
+  // says so, not one per line of garbage.
+  const nul = text.indexOf('\u0000');
+  if (nul >= 0) {
+    const line = text.slice(0, nul).split(/\r?\n/).length;
+    const message =
+      'contains NUL characters: not a text file, or saved as UTF-16 (Notepad\'s "Unicode"); save it as UTF-8';
+    return { sections, problems: [{ line, message }] };
+  }
   let current: IniSection | undefined;
   let lastEntry: IniEntry | undefined;
   const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
@@ -65,7 +89,7 @@ export function parseIni(text: string): IniDocument {
       return;
     }
     if (trimmed.startsWith('[')) {
-      problems.push({ line, message: `malformed section header "${trimmed}"` });
+      problems.push({ line, message: `malformed section header ${quoted(trimmed)}` });
       return;
     }
     if (/^\s/.test(raw) && lastEntry !== undefined) {
@@ -75,11 +99,11 @@ export function parseIni(text: string): IniDocument {
     }
     const entry = ENTRY.exec(raw);
     if (entry === null) {
-      problems.push({ line, message: `expected "key = value", got "${trimmed}"` });
+      problems.push({ line, message: `expected "key = value", got ${quoted(trimmed)}` });
       return;
     }
     if (current === undefined) {
-      problems.push({ line, message: `"${trimmed}" comes before any [section] header` });
+      problems.push({ line, message: `${quoted(trimmed)} comes before any [section] header` });
       return;
     }
     const key = (entry[1] as string).trim();

@@ -4,23 +4,13 @@
 // (see `releaseProcess`): an inspector must never keep boxkeeper alive.
 import { createWebSocketInspector } from '@statelyai/inspect';
 import type { InspectionEvent } from 'xstate';
+import { maskSecrets } from './secrets.ts';
+
+export { maskSecrets };
 
 export interface InspectorLink {
   inspect: (event: InspectionEvent) => void;
   close: () => void;
-}
-
-const SECRET = /pass(word)?|secret|token/i;
-
-export function maskSecrets(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(maskSecrets);
-  if (value === null || typeof value !== 'object') return value;
-  return Object.fromEntries(
-    Object.entries(value).map(([k, v]) => [
-      k,
-      SECRET.test(k) && (typeof v === 'string' || typeof v === 'number') ? '***' : maskSecrets(v),
-    ]),
-  );
 }
 
 export function connectInspector(url: string): InspectorLink {

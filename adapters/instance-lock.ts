@@ -3,7 +3,7 @@
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { LockedError, isErrnoCode } from './errors.ts';
+import { LockedError, isErrnoCode, withPath } from './errors.ts';
 import { tempPathFor } from './fs-atomic.ts';
 import type { ProcessControl } from './processes.ts';
 
@@ -54,10 +54,16 @@ export async function acquireInstanceLock(
     try {
       const handle = await open(path, 'wx');
       try {
-        await handle.writeFile(JSON.stringify(me));
-        await handle.sync();
-      } finally {
-        await handle.close();
+        try {
+          await handle.writeFile(JSON.stringify(me));
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+      } catch (err) {
+        // A full disk creates the file but not its contents: leave no empty lock behind.
+        await rm(path, { force: true }).catch(() => undefined);
+        throw withPath(err, path);
       }
       return {
         path,

@@ -5,11 +5,12 @@ import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { fsyncDir, writeFileAtomic } from './fs-atomic.ts';
+import { fsyncDir, readFileNamed, writeFileAtomic } from './fs-atomic.ts';
 
 export interface PatchFs {
   readFile(path: string): Promise<Uint8Array>;
-  writeAtomic(path: string, data: string | Uint8Array): Promise<void>;
+  /** `mode`: of the new file on POSIX (0600 for files only the agent may read). */
+  writeAtomic(path: string, data: string | Uint8Array, options?: { mode?: number }): Promise<void>;
   exists(path: string): Promise<boolean>;
   isDir(path: string): Promise<boolean>;
   /**
@@ -22,6 +23,8 @@ export interface PatchFs {
   /** Names of the regular files directly in `dir` (not recursive), sorted. */
   topLevelFiles(dir: string): Promise<string[]>;
   md5(path: string): Promise<string>;
+  /** The file's sha256 (hex) and size in bytes, from one read. */
+  sha256(path: string): Promise<{ sha256: string; size: number }>;
   rename(from: string, to: string): Promise<void>;
   remove(path: string): Promise<void>;
   /** Entries directly in `dir` ([] if it does not exist). */
@@ -45,8 +48,8 @@ async function walk(dir: string, base: string, out: string[]): Promise<void> {
 }
 
 export const nodePatchFs: PatchFs = {
-  readFile: (path) => readFile(path),
-  writeAtomic: (path, data) => writeFileAtomic(path, data),
+  readFile: (path) => readFileNamed(path),
+  writeAtomic: (path, data, options) => writeFileAtomic(path, data, options),
   exists: (path) =>
     stat(path).then(
       () => true,
@@ -96,6 +99,15 @@ export const nodePatchFs: PatchFs = {
     const hash = createHash('md5');
     await pipeline(createReadStream(path), hash);
     return hash.digest('hex');
+  },
+  async sha256(path) {
+    const hash = createHash('sha256');
+    let size = 0;
+    for await (const chunk of createReadStream(path)) {
+      size += (chunk as Buffer).length;
+      hash.update(chunk as Buffer);
+    }
+    return { sha256: hash.digest('hex'), size };
   },
   async rename(from, to) {
     await rename(from, to);

@@ -2,8 +2,6 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
-import psList from 'ps-list';
-import treeKill from 'tree-kill';
 import { errorMessage } from './errors.ts';
 
 export interface ProcInfo {
@@ -117,7 +115,13 @@ const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
 export function createProcessControl(seams: ProcessSeams = {}): ProcessControl {
   const platform = seams.platform ?? process.platform;
-  const listRaw = seams.listRaw ?? (() => psList({ all: true }));
+  // ps-list and tree-kill load on first use: `boxkeeper status` and --help need neither.
+  const listRaw =
+    seams.listRaw ??
+    (async () => {
+      const { default: psList } = await import('ps-list');
+      return psList({ all: true });
+    });
   const signal = seams.signal ?? ((pid, sig) => process.kill(pid, sig));
   const killWaitMs = seams.killWaitMs ?? 5000;
 
@@ -212,8 +216,9 @@ export function createProcessControl(seams: ProcessSeams = {}): ProcessControl {
       });
     },
 
-    killTree(pid, sig) {
+    async killTree(pid, sig) {
       if (platform === 'win32') return killTreeByTable(pid, sig);
+      const { default: treeKill } = await import('tree-kill');
       return new Promise((resolve, reject) => {
         // tree-kill already treats a gone process (ESRCH) as done; anything else is real.
         treeKill(pid, sig, (err) => {

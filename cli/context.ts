@@ -4,49 +4,69 @@ import { fileURLToPath } from 'node:url';
 import { findAgentInstall, type AgentInstall } from '../adapters/agent-install.ts';
 import { createBoxAppClient, type BoxAppApi } from '../adapters/box-app.ts';
 import { createCloudClient, type CloudApi } from '../adapters/cloud-client.ts';
+import { ConfigError } from '../adapters/errors.ts';
+import { fileAccessFor } from '../adapters/file-acl.ts';
 import { nodeFiles } from '../adapters/files.ts';
 import { createFreeswitchCli, type FreeswitchCli } from '../adapters/freeswitch.ts';
 import { consoleModeFor, createLogger, loadPretty, type LogHandle } from '../adapters/logger.ts';
 import { nodeProcesses } from '../adapters/processes.ts';
-import { platformRegistry } from '../adapters/registry.ts';
 import { captureScriptEnvironment } from '../adapters/script-env.ts';
 import { createSystemInfo } from '../adapters/system.ts';
 import { executableName } from '../services/box-paths.ts';
-import { loadBoxConfig, readAppPort, type BoxConfig } from '../services/box-config.ts';
+import {
+  appConfigProblem,
+  boxAppAtConfiguredPort,
+  loadBoxConfig,
+  type BoxConfig,
+} from '../services/box-config.ts';
 import { Agent } from '../services/agent.ts';
-import { loadSettings, locateSettings, type Settings } from '../services/settings.ts';
+import type { Settings } from '../services/settings.ts';
 import type { CommandArgs } from './commands/index.ts';
+import { makeAgentFilesPrivate } from './private-files.ts';
+import { readCloudCa, readSettings } from './settings-load.ts';
 
 export interface Context {
   settings: Settings;
   log: LogHandle;
+  /** [security] ca_file's certificates (PEM), read at start. */
+  cloudCa?: string;
 }
 
-export const settingsOption = {
-  settings: {
-    type: 'string',
-    help: 'settings.ini to use (else $BOXKEEPER_SETTINGS, else ./settings/settings.ini)',
-  },
-} as const;
+export async function loadContext(
+  args: CommandArgs,
+  console: 'auto' | 'none',
+  /** `false` for a command that only reads what is there (status): it works without the box. */
+  options: { needsBox?: boolean } = {},
+): Promise<Context> {
+  const { settings, warnings } = await readSettings(args);
+  // Before the log opens: a missing box must not gain a <box_root>/boxkeeper/logs of ours.
+  if (options.needsBox !== false && !(await nodeFiles.exists(settings.paths.boxRoot))) {
+    throw new ConfigError([
+      {
+        file: settings.file,
+        section: 'paths',
+        key: 'box_root',
+        message: `the box install dir ${settings.paths.boxRoot} does not exist; set box_root to it`,
+      },
+    ]);
+  }
+  const log = await openLog(settings, console);
+  for (const w of warnings) log.logger.warn(w);
+  const cloudCa = await readCloudCa(settings);
+  return cloudCa === undefined ? { settings, log } : { settings, log, cloudCa };
+}
 
-export async function loadContext(args: CommandArgs, console: 'auto' | 'none'): Promise<Context> {
-  const flag = typeof args.values.settings === 'string' ? args.values.settings : undefined;
-  const file = locateSettings(flag, process.env, process.cwd(), process.platform);
-  const { settings, warnings } = await loadSettings(file, {
-    readFile: nodeFiles.readFile,
-    registry: platformRegistry(process.platform),
-    platform: process.platform,
-  });
+/** The agent's log ([paths] logs), and the console when `console` is 'auto' and one is there. */
+export async function openLog(settings: Settings, console: 'auto' | 'none'): Promise<LogHandle> {
   const mode = console === 'auto' ? consoleModeFor(process.stdout) : 'none';
-  const log = createLogger({
+  return createLogger({
     level: settings.general.logLevel,
     dir: settings.paths.logs,
     retentionDays: settings.general.logExpirationDays,
+    maxBytes: settings.general.logMaxMb * 1024 * 1024,
     console: mode,
     ...(mode === 'pretty' ? { pretty: await loadPretty() } : {}),
   });
-  for (const w of warnings) log.logger.warn(w);
-  return { settings, log };
 }
 
 export function fsCliFor(settings: Settings): FreeswitchCli {
@@ -68,6 +88,8 @@ export function cloudFor(ctx: Context, boxConfig: () => BoxConfig): CloudApi {
     retries: ctx.settings.cloud.retries,
     refreshMarginMs: ctx.settings.cloud.tokenRefreshMarginMs,
     logger: ctx.log.logger,
+    limits: ctx.settings.limits,
+    ...(ctx.cloudCa === undefined ? {} : { certificateAuthority: ctx.cloudCa }),
   });
 }
 
@@ -96,11 +118,20 @@ export async function createBoxAgent(
   ctx: Context,
 ): Promise<{ agent: Agent; cloud: CloudApi; boxApp: BoxAppApi }> {
   const { settings, log } = ctx;
+  await makeAgentFilesPrivate(settings, fileAccessFor(process.platform), log.logger);
   const boxConfig = await loadBoxConfig(settings.paths.config, realWorld.files.readFile);
-  const port = await readAppPort(settings.paths.appYml, realWorld.files.readFile);
+  // A broken application.yml stops Java from starting (the supervisor reports why), not the
+  // agent: heartbeats and FreeSWITCH go on, and the port is read again once the file is fixed.
+  const ymlProblem = await appConfigProblem(settings.paths.appYml, realWorld.files.readFile);
+  if (ymlProblem !== null)
+    log.logger.error({ problem: ymlProblem }, 'application.yml is unusable: Java cannot start');
   const current = { agent: undefined as Agent | undefined };
   const cloud = cloudFor(ctx, () => current.agent?.boxConfig ?? boxConfig);
-  const boxApp = realWorld.boxApp(port);
+  const boxApp = boxAppAtConfiguredPort(
+    settings.paths.appYml,
+    realWorld.files.readFile,
+    realWorld.boxApp,
+  );
   const agent = new Agent({
     settings,
     logger: log.logger,

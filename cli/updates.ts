@@ -9,7 +9,7 @@ import { errorMessage } from '../adapters/errors.ts';
 import { nodePatchFs, type PatchFs } from '../adapters/patch-fs.ts';
 import { sqliteAdapter } from '../adapters/sqlite.ts';
 import { openTraceFile } from '../adapters/trace-file.ts';
-import { extractZipSafely } from '../adapters/zip.ts';
+import { DEFAULT_ZIP_LIMITS, extractZipSafely } from '../adapters/zip.ts';
 import type { TaskNo, UpdateEvent, UpdatePolicy } from '../machines/update.machine.ts';
 import type { Agent } from '../services/agent.ts';
 import type { Settings } from '../services/settings.ts';
@@ -50,6 +50,8 @@ export interface UpdateRuntimeHooks {
   trace?: { path: string; write: (line: string) => void };
   /** Extra inspection, e.g. the Stately inspector (`--inspect`). */
   inspect?: (event: InspectionEvent) => void;
+  /** The daemon: a patch.meta write the disk refuses parks the update until it works. */
+  waitForDisk?: boolean;
   // Test seams (the crash test kills the process inside an effect or a patch.meta write).
   wrapEffects?: (effects: UpdateEffects) => UpdateEffects;
   metaFs?: PatchFs;
@@ -101,7 +103,12 @@ export async function createUpdateRuntime(
     cloud: hooks.cloud ?? cloud,
     fs: hooks.fs ?? nodePatchFs,
     sqlite: sqliteAdapter,
-    extractZip: (zip, dest) => extractZipSafely(zip, dest),
+    extractZip: (zip, dest) =>
+      extractZipSafely(zip, dest, {
+        ...DEFAULT_ZIP_LIMITS,
+        maxEntries: settings.limits.patchFiles,
+        maxTotalBytes: settings.limits.unpackedBytes,
+      }),
     snapshots: async () => {
       snapshots ??= await updaterSnapshots(ctx);
       return snapshots.service;
@@ -138,6 +145,7 @@ export async function createUpdateRuntime(
     trace,
     onFatal,
     periodicChecks: hooks.periodicChecks ?? true,
+    waitForDisk: hooks.waitForDisk ?? false,
     ...(hooks.inspect === undefined ? {} : { inspect: hooks.inspect }),
   });
   engineRef.engine = engine;

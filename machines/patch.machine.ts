@@ -9,6 +9,8 @@
 import { assign, enqueueActions, fromPromise, sendParent, setup, type AnyActorLogic } from 'xstate';
 import type { PatchStatusName } from './phases.ts';
 
+export { patchStatusOf } from './phases.ts';
+
 export interface PatchInfo {
   versionCode: string;
   versionNum: string;
@@ -239,24 +241,6 @@ export const patchMachine = setup({
     reverted: { on: { APPLY: 'applying' } },
   },
 });
-
-/** The PatchStatus a version in state `value` has (as the Python tool's patch.meta showed it). */
-export function patchStatusOf(value: unknown): PatchStatusName {
-  const top = typeof value === 'string' ? value : Object.keys(value as object)[0];
-  switch (top) {
-    case 'downloading':
-      return 'DOWNLOADING';
-    case 'downloaded':
-    case 'applying':
-      return 'DOWNLOADED';
-    case 'installed':
-      return 'INSTALLED';
-    case 'reverted':
-      return 'REVERTED';
-    default:
-      return 'PENDING';
-  }
-}
 
 /** The effects (actor srcs) of a version's machine. */
 export const PATCH_EFFECTS = Object.keys(patchMachine.implementations.actors);

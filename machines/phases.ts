@@ -36,3 +36,77 @@ export function phaseName(n: number): PhaseName | undefined {
 export function patchStatusName(n: number): PatchStatusName | undefined {
   return (Object.keys(PATCH_STATUS) as PatchStatusName[]).find((k) => PATCH_STATUS[k] === n);
 }
+
+// What the status of a persisted state needs, kept free of XState so that `boxkeeper status`
+// can show it without loading the statecharts.
+
+/** Whether a version's file is at hand (downloaded, or installed/reverted before). */
+export const ready = (s: PatchStatusName): boolean =>
+  s === 'DOWNLOADED' || s === 'REVERTED' || s === 'INSTALLED';
+
+const PHASE_OF_STATE: Record<string, PhaseName> = {
+  boot: 'READY',
+  reconciling: 'READY',
+  idle: 'READY',
+  checking: 'READY',
+  routing: 'READY',
+  routingAfterFailure: 'READY',
+  downloading: 'DOWNLOAD',
+  awaitingInstall: 'PENDING',
+  clearingCache: 'READY',
+  'installing.starting': 'PENDING',
+  'installing.admitting': 'PENDING',
+  'installing.listingTasks': 'PENDING',
+  'installing.pausingTasks': 'PENDING',
+  'installing.checkingCalls': 'PENDING',
+  'installing.deferring': 'PENDING',
+  'installing.waitingForCalls': 'PENDING',
+  'installing.stoppingServices': 'PENDING',
+  'installing.backingUp': 'PENDING',
+  'installing.applying': 'BACKUP_CREATED',
+  'installing.finalizing': 'FILES_UPDATED',
+  'installing.selfUpdating': 'SELF_UPDATE_PENDING',
+  'installing.selfUpdated': 'SELF_UPDATE_COMPLETE',
+  'installing.startingServices': 'FILES_UPDATED',
+  'installing.adoptingTasks': 'COMPLETE',
+  'installing.resumingTasks': 'COMPLETE',
+  'installing.resumeWaiting': 'COMPLETE',
+  'installing.committing': 'COMPLETE',
+};
+
+/** The dotted path of a state value, e.g. 'installing.applying'. */
+export function statePath(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const [key, sub] = Object.entries(value as Record<string, unknown>)[0] ?? ['?', undefined];
+  return sub === undefined ? key : `${key}.${statePath(sub)}`;
+}
+
+/** The Python tool's PatchCyclePhase of a state (idle with a half-downloaded list: INCEPTION). */
+export function phaseOf(
+  value: unknown,
+  context?: { versions: ReadonlyArray<{ status: PatchStatusName }> },
+): PhaseName {
+  const path = statePath(value);
+  if (path.startsWith('rollingBack')) return 'ROLLEDBACK';
+  if (path === 'idle' && context !== undefined && context.versions.some((v) => !ready(v.status)))
+    return 'INCEPTION';
+  return PHASE_OF_STATE[path] ?? 'READY';
+}
+
+/** The PatchStatus a version in state `value` has (as the Python tool's patch.meta showed it). */
+export function patchStatusOf(value: unknown): PatchStatusName {
+  const top = typeof value === 'string' ? value : Object.keys(value as object)[0];
+  switch (top) {
+    case 'downloading':
+      return 'DOWNLOADING';
+    case 'downloaded':
+    case 'applying':
+      return 'DOWNLOADED';
+    case 'installed':
+      return 'INSTALLED';
+    case 'reverted':
+      return 'REVERTED';
+    default:
+      return 'PENDING';
+  }
+}

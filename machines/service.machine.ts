@@ -1,6 +1,8 @@
 // Supervision of one box service (Java app or FreeSWITCH): detect → start → wait until ready
 // → watch; on failure back off exponentially; too many starts inside a window is a crash loop,
-// which is reported and retried only after a long pause (or never). STOP puts the service in
+// which is reported and retried only after a long pause (or never). A service that cannot be
+// started at all (its configuration is broken) is `notStartable`: no start is counted, and the
+// check is repeated every `notStartableRetryMs` until it passes. STOP puts the service in
 // an intentional `stopped` state that nothing restarts until START (the installer uses it).
 //
 // This machine is not persisted (supervision restarts from detection after an agent restart),
@@ -18,6 +20,8 @@ export interface SupervisionPolicy {
   crashLoopRetryMs: number;
   /** A service up this long has its failure count cleared. */
   stableAfterMs: number;
+  /** How often a service that cannot be started (broken configuration) is looked at again. */
+  notStartableRetryMs: number;
 }
 
 export interface ServiceContext {
@@ -31,6 +35,8 @@ export interface ServiceContext {
   lastError: string | null;
   /** Whether the running process was found already running rather than started by us. */
   adopted: boolean;
+  /** START arrived while stopping: start again once stopped (else it would be lost). */
+  startAfterStop: boolean;
 }
 
 export type ServiceEvent = { type: 'STOP' } | { type: 'START' };
@@ -81,11 +87,16 @@ export const serviceMachine = setup({
     backoff: ({ context }) => backoffDelay(context),
     crashLoopRetry: ({ context }) => context.policy.crashLoopRetryMs,
     stableAfter: ({ context }) => context.policy.stableAfterMs,
+    notStartableRetry: ({ context }) => context.policy.notStartableRetryMs,
   },
   guards: {
     found: (_, output: DetectOutput) => output.pid !== null,
     crashLoop: ({ context }) => inCrashLoop(context),
+    startAfterStop: ({ context }) => context.startAfterStop,
     retryEnabled: ({ context }) => context.policy.crashLoopRetryMs > 0,
+    // The start effect refused before spawning anything (errors carry `notStartable: true`).
+    notStartable: (_, params: { error: unknown }) =>
+      (params.error as { notStartable?: unknown } | null)?.notStartable === true,
   },
   actions: {
     recordFailure: assign({
@@ -104,6 +115,7 @@ export const serviceMachine = setup({
     failures: 0,
     lastError: null,
     adopted: false,
+    startAfterStop: false,
   }),
   initial: 'detecting',
   on: { STOP: '.stopping' },
@@ -145,11 +157,27 @@ export const serviceMachine = setup({
             ],
           }),
         },
-        onError: {
-          target: 'failed',
-          actions: { type: 'recordFailure', params: ({ event }) => ({ error: event.error }) },
-        },
+        onError: [
+          {
+            guard: { type: 'notStartable', params: ({ event }) => ({ error: event.error }) },
+            target: 'notStartable',
+            actions: assign({
+              lastError: ({ event }) =>
+                event.error instanceof Error ? event.error.message : String(event.error),
+            }),
+          },
+          {
+            target: 'failed',
+            actions: { type: 'recordFailure', params: ({ event }) => ({ error: event.error }) },
+          },
+        ],
       },
+    },
+    // Nothing was started, so nothing counts towards backoff or a crash loop: look again soon
+    // (someone may fix the file, or start the service by hand).
+    notStartable: {
+      after: { notStartableRetry: 'detecting' },
+      on: { START: 'detecting' },
     },
     waitingReady: {
       invoke: {
@@ -216,16 +244,38 @@ export const serviceMachine = setup({
         id: 'stop',
         src: 'stop',
         input: ({ context }) => ({ name: context.name, pid: context.pid }),
-        onDone: { target: 'stopped', actions: assign({ pid: null }) },
-        onError: {
-          target: 'stopped',
-          actions: [
-            assign({ pid: null }),
-            { type: 'recordFailure', params: ({ event }) => ({ error: event.error }) },
-          ],
-        },
+        onDone: [
+          {
+            guard: 'startAfterStop',
+            target: 'detecting',
+            actions: assign({ pid: null, startAfterStop: false, starts: [], failures: 0 }),
+          },
+          { target: 'stopped', actions: assign({ pid: null }) },
+        ],
+        onError: [
+          {
+            guard: 'startAfterStop',
+            target: 'detecting',
+            actions: [
+              assign({ pid: null, startAfterStop: false, starts: [], failures: 0 }),
+              { type: 'recordFailure', params: ({ event }) => ({ error: event.error }) },
+            ],
+          },
+          {
+            target: 'stopped',
+            actions: [
+              assign({ pid: null }),
+              { type: 'recordFailure', params: ({ event }) => ({ error: event.error }) },
+            ],
+          },
+        ],
       },
-      on: { STOP: {} },
+      // A release right after a hold (a resumed install's first step) can come before the
+      // stop is done: remember it; a later STOP takes it back.
+      on: {
+        STOP: { actions: assign({ startAfterStop: false }) },
+        START: { actions: assign({ startAfterStop: true }) },
+      },
     },
     stopped: {
       on: {
@@ -239,8 +289,10 @@ export const serviceMachine = setup({
 /** A one-word status for status output and logs. */
 export function serviceStatus(
   value: string,
-): 'starting' | 'running' | 'backoff' | 'crash-loop' | 'stopping' | 'stopped' {
+): 'starting' | 'running' | 'backoff' | 'crash-loop' | 'not-startable' | 'stopping' | 'stopped' {
   switch (value) {
+    case 'notStartable':
+      return 'not-startable';
     case 'running':
       return 'running';
     case 'backoff':

@@ -23,11 +23,15 @@ import {
   eventTime,
   patchMachine,
   withPatchEffects,
+  type PatchEffectInput,
   type PatchInfo,
   type PatchReport,
   type Timed,
 } from './patch.machine.ts';
-import type { PatchStatusName, PhaseName } from './phases.ts';
+import { ready, type PatchStatusName, type PhaseName } from './phases.ts';
+
+// Status helpers live in phases.ts (no XState); re-exported for the machine's users.
+export { phaseOf, statePath } from './phases.ts';
 
 export type TaskNo = string | number;
 
@@ -151,8 +155,17 @@ export interface ReconcileOutput extends Timed {
 const effect = <O extends Timed, I>() =>
   fromPromise<O, I>(() => Promise.reject(new Error('effect not provided')));
 
-export const UPDATE_MACHINE_VERSION = '2';
+export const UPDATE_MACHINE_VERSION = '3';
 const RETRIES = 5;
+/** Imported Python phases of an install under way (its backup taken, files maybe changed). */
+const MID_INSTALL_PHASES = [
+  'BACKUP_CREATED',
+  'FILES_UPDATED',
+  'SELF_UPDATE_PENDING',
+  'SELF_UPDATE_COMPLETE',
+];
+/** Marks a state an operator must look at (install-consistency.ts writes it too). */
+export const ATTENTION = 'the box needs attention';
 const RESUME_NOTE = '; resuming the paused tasks failed (retrying): ';
 
 function jitter(at: number, policy: UpdatePolicy): number {
@@ -164,8 +177,6 @@ function jitter(at: number, policy: UpdatePolicy): number {
 function nextCheck(at: number, policy: UpdatePolicy): number {
   return at + policy.checkIntervalMs + jitter(at, policy);
 }
-
-const ready = (s: PatchStatusName) => s === 'DOWNLOADED' || s === 'REVERTED' || s === 'INSTALLED';
 
 function sameList(versions: VersionEntry[], list: PatchInfo[]): boolean {
   return (
@@ -243,6 +254,7 @@ export const updateMachine = setup({
     patch: patchMachine,
     waitUntil: effect<Timed, { until: number }>(),
     checkVersion: effect<CheckOutput, Record<string, never>>(),
+    admitVersions: effect<Timed, { versions: PatchEffectInput[] }>(),
     listTasks: effect<TasksOutput, Record<string, never>>(),
     listPausedTasks: effect<PausedTasksOutput, { until: number }>(),
     pauseTasks: effect<Timed, { tasks: TaskNo[] }>(),
@@ -426,6 +438,19 @@ export const updateMachine = setup({
           target: 'routing',
         },
         {
+          // A mid-install phase without any version (a hand-made or damaged file): there is
+          // nothing to install or finish, and what happened to the box is unknown. Say so.
+          guard: ({ context }) =>
+            MID_INSTALL_PHASES.includes(context.startup.imported ?? '') &&
+            context.versions.length === 0,
+          target: 'idle',
+          actions: assign(({ context }) => {
+            const why = `the imported patch.meta is in phase ${context.startup.imported ?? '?'} (an install in progress) but lists no version: nothing was installed or finished; ${ATTENTION}`;
+            // lastResult too: the next version check clears lastError.
+            return { lastError: why, lastResult: `NOT FINISHED: ${why}` };
+          }),
+        },
+        {
           // The Python updater swapped its agent (for boxkeeper: the switch-over) after every
           // version was applied: finish as the Python tool would (post_installation_cleanup):
           // finalize, start the services under the health gate, resume, COMPLETE. Nothing is
@@ -445,13 +470,7 @@ export const updateMachine = setup({
         {
           // The Python tool was in the middle of an install: install again from the top
           // (a fresh backup first); versions it recorded as INSTALLED are not applied again.
-          guard: ({ context }) =>
-            [
-              'BACKUP_CREATED',
-              'FILES_UPDATED',
-              'SELF_UPDATE_PENDING',
-              'SELF_UPDATE_COMPLETE',
-            ].includes(context.startup.imported ?? ''),
+          guard: ({ context }) => MID_INSTALL_PHASES.includes(context.startup.imported ?? ''),
           target: 'installing',
           actions: ['startInstall', assign({ adoptPaused: true })],
         },
@@ -481,6 +500,12 @@ export const updateMachine = setup({
             target: 'idle',
             actions: assign({
               lastError: ({ context, event }) => `${context.lastError ?? ''}; ${event.output.note}`,
+              // A mid-install state that could not be trusted (install-consistency.ts): kept
+              // visible after the next check clears lastError.
+              lastResult: ({ context }) =>
+                context.lastError?.includes(ATTENTION) === true
+                  ? `NOT FINISHED: ${context.lastError}`
+                  : context.lastResult,
             }),
           },
         ],
@@ -660,8 +685,48 @@ export const updateMachine = setup({
       },
     },
     installing: {
-      initial: 'listingTasks',
+      initial: 'starting',
       states: {
+        // An install is admitted first (signed patches: docs/security.md); a revert restores a
+        // snapshot and needs no admission.
+        starting: {
+          always: [{ guard: 'isRevert', target: 'listingTasks' }, { target: 'admitting' }],
+        },
+        // The versions are checked as a list (signatures, counters in order, expiry) before
+        // anything on the box changes: a refusal leaves the services running.
+        admitting: {
+          invoke: {
+            id: 'admitVersions',
+            src: 'admitVersions',
+            input: ({ context }) => ({
+              versions: context.versions.map((v) => ({
+                versionCode: v.versionCode,
+                versionNum: v.versionNum,
+                fileMd5: v.fileMd5,
+                argumentConfigMap: v.argumentConfigMap,
+              })),
+            }),
+            onDone: 'listingTasks',
+            onError: {
+              target: '#update.routingAfterFailure',
+              actions: [
+                {
+                  type: 'failCycle',
+                  params: ({ event }) => ({
+                    at: eventTime(event),
+                    error: `install refused: ${errorText(event.error)}`,
+                  }),
+                },
+                assign({
+                  job: null,
+                  installRequested: false,
+                  failedInstalls: ({ context }) => context.failedInstalls + 1,
+                  lastResult: ({ event }) => `install refused: ${errorText(event.error)}`,
+                }),
+              ],
+            },
+          },
+        },
         // Which tasks run is recorded before any is paused: after a crash in between, the
         // same list is paused (idempotent) and later resumed — and only that list.
         listingTasks: {
@@ -1094,50 +1159,6 @@ export const updateMachine = setup({
 });
 
 export type UpdateActor = ActorRefFrom<typeof updateMachine>;
-
-const PHASES: Record<string, PhaseName> = {
-  boot: 'READY',
-  reconciling: 'READY',
-  idle: 'READY',
-  checking: 'READY',
-  routing: 'READY',
-  routingAfterFailure: 'READY',
-  downloading: 'DOWNLOAD',
-  awaitingInstall: 'PENDING',
-  clearingCache: 'READY',
-  'installing.listingTasks': 'PENDING',
-  'installing.pausingTasks': 'PENDING',
-  'installing.checkingCalls': 'PENDING',
-  'installing.deferring': 'PENDING',
-  'installing.waitingForCalls': 'PENDING',
-  'installing.stoppingServices': 'PENDING',
-  'installing.backingUp': 'PENDING',
-  'installing.applying': 'BACKUP_CREATED',
-  'installing.finalizing': 'FILES_UPDATED',
-  'installing.selfUpdating': 'SELF_UPDATE_PENDING',
-  'installing.selfUpdated': 'SELF_UPDATE_COMPLETE',
-  'installing.startingServices': 'FILES_UPDATED',
-  'installing.adoptingTasks': 'COMPLETE',
-  'installing.resumingTasks': 'COMPLETE',
-  'installing.resumeWaiting': 'COMPLETE',
-  'installing.committing': 'COMPLETE',
-};
-
-/** The dotted path of a state value, e.g. 'installing.applying'. */
-export function statePath(value: unknown): string {
-  if (typeof value === 'string') return value;
-  const [key, sub] = Object.entries(value as Record<string, unknown>)[0] ?? ['?', undefined];
-  return sub === undefined ? key : `${key}.${statePath(sub)}`;
-}
-
-/** The Python tool's PatchCyclePhase of a state (idle with a half-downloaded list: INCEPTION). */
-export function phaseOf(value: unknown, context?: Pick<UpdateContext, 'versions'>): PhaseName {
-  const path = statePath(value);
-  if (path.startsWith('rollingBack')) return 'ROLLEDBACK';
-  if (path === 'idle' && context !== undefined && context.versions.some((v) => !ready(v.status)))
-    return 'INCEPTION';
-  return PHASES[path] ?? 'READY';
-}
 
 /** The effects (actor srcs) of the cycle: every actor but the per-version child. */
 export const UPDATE_EFFECTS = Object.keys(updateMachine.implementations.actors).filter(

@@ -20,14 +20,10 @@ const sqliteAddonNextToBundle: Plugin = {
   },
 };
 
-// CommonJS dependencies call require() and read __dirname; an ES module has neither.
+// esbuild's require helper needs a `require` in scope; nothing of ours declares one.
 const BANNER = [
   "import { createRequire as __bkRequire } from 'node:module';",
-  "import { fileURLToPath as __bkPath } from 'node:url';",
-  "import { dirname as __bkDir } from 'node:path';",
   'const require = __bkRequire(import.meta.url);',
-  'const __filename = __bkPath(import.meta.url);',
-  'const __dirname = __bkDir(__filename);',
 ].join('\n');
 
 export async function bundleAgent(libDir: string): Promise<string[]> {
@@ -45,6 +41,8 @@ export async function bundleAgent(libDir: string): Promise<string[]> {
     minifyWhitespace: true,
     legalComments: 'none',
     banner: { js: BANNER },
+    // __filename and __dirname for CommonJS dependencies (see cjs-shim.ts).
+    inject: ['packaging/cjs-shim.ts'],
     // Optional speed-ups of ws that it loads inside try/catch.
     external: ['bufferutil', 'utf-8-validate'],
     plugins: [sqliteAddonNextToBundle],

@@ -4,7 +4,7 @@
 import { join } from 'node:path';
 import type { BoxAppApi } from '../adapters/box-app.ts';
 import type { CloudApi } from '../adapters/cloud-client.ts';
-import { errorMessage, ServiceError } from '../adapters/errors.ts';
+import { describeStorageError, errorMessage, ServiceError } from '../adapters/errors.ts';
 import type { Files } from '../adapters/files.ts';
 import type { FreeswitchCli } from '../adapters/freeswitch.ts';
 import type { Logger } from '../adapters/logger.ts';
@@ -12,7 +12,7 @@ import type { ProcessControl } from '../adapters/processes.ts';
 import type { SystemInfo } from '../adapters/system.ts';
 import type { UpdateEngine, UpdateStatus } from './update-engine.ts';
 import type { ServiceControl } from './update-effects.ts';
-import { loadBoxConfig, type BoxConfig } from './box-config.ts';
+import { appConfigProblem, loadBoxConfig, type BoxConfig } from './box-config.ts';
 import { HeartbeatLoop, type HeartbeatOutcome } from './heartbeat.ts';
 import type { EnvCapture } from '../adapters/script-env.ts';
 import type { Settings } from './settings.ts';
@@ -22,6 +22,9 @@ import {
   ServiceSupervisor,
   type ServiceState,
 } from './supervisor.ts';
+import { statusPath } from './agent-status.ts';
+
+export { statusPath };
 
 export interface AgentStatus {
   pid: number;
@@ -63,10 +66,6 @@ export interface AgentDeps {
   scriptEnvironment?: (script: string) => Promise<EnvCapture>;
 }
 
-export function statusPath(settings: Settings): string {
-  return join(settings.paths.agentData, 'status.json');
-}
-
 export class Agent {
   private readonly deps: AgentDeps;
   private config: BoxConfig;
@@ -74,6 +73,8 @@ export class Agent {
   private heartbeat: HeartbeatLoop | undefined;
   private readonly status: AgentStatus;
   private writing: Promise<void> = Promise.resolve();
+  /** Why status.json cannot be written, while it cannot (logged once, not on every save). */
+  private statusWriteError: string | undefined;
 
   constructor(deps: AgentDeps) {
     this.deps = deps;
@@ -186,11 +187,28 @@ export class Agent {
   private saveStatus(): void {
     this.status.updatedAt = new Date().toISOString();
     const text = JSON.stringify(this.status, null, 2);
+    const file = statusPath(this.deps.settings);
+    // A full or failing disk must not stop beats and supervision: say so once, and again when
+    // the file works (status.json is a view; the next save brings it up to date).
     this.writing = this.writing
-      .then(() => this.deps.files.writeAtomic(statusPath(this.deps.settings), text))
-      .catch((err: unknown) =>
-        this.deps.logger.warn({ err: errorMessage(err) }, 'cannot write status.json'),
-      );
+      .then(() => this.deps.files.writeAtomic(file, text, { mode: 0o600 }))
+      .then(
+        () => {
+          if (this.statusWriteError === undefined) return;
+          this.deps.logger.warn({ file }, 'status.json written again');
+          this.statusWriteError = undefined;
+        },
+        (err: unknown) => {
+          const why = describeStorageError(err, file) ?? errorMessage(err);
+          if (this.statusWriteError !== undefined) return;
+          this.statusWriteError = why;
+          this.deps.logger.error(
+            { file, err: why },
+            'cannot write status.json; heartbeats and supervision go on (noted once)',
+          );
+        },
+      )
+      .catch(() => undefined);
   }
 
   private specs: ReturnType<Agent['buildSpecs']> | undefined;
@@ -208,6 +226,7 @@ export class Agent {
       processes,
       boxApp: () => this.deps.boxApp,
       fileExists: (p) => this.deps.files.exists(p),
+      appConfigProblem: () => appConfigProblem(settings.paths.appYml, this.deps.files.readFile),
       writePidFile: (p, pid) => this.deps.files.writeAtomic(p, String(pid)),
       environment: async () => {
         const capture = await this.deps.scriptEnvironment?.(settings.paths.pathBat);
@@ -248,6 +267,7 @@ export class Agent {
         crashLoopWindowMs: s.crashLoopWindowMs,
         crashLoopRetryMs: s.crashLoopRetryMs,
         stableAfterMs: Math.max(s.crashLoopWindowMs / 2, s.readyTimeoutMs),
+        notStartableRetryMs: s.intervalMs,
       },
     };
     const { java, freeswitch } = this.specs;

@@ -1,7 +1,8 @@
 // The box's own configuration: conf/configuration.ini (shared with the box app) and the
 // Spring Boot application.yml (only server.port is read here).
 import { parse as parseYaml } from 'yaml';
-import { ConfigError, type ConfigProblem } from '../adapters/errors.ts';
+import type { BoxAppApi } from '../adapters/box-app.ts';
+import { ConfigError, formatProblem, type ConfigProblem } from '../adapters/errors.ts';
 import { decodeConfigText, findEntry, findSection, parseIni } from '../adapters/ini.ts';
 
 export interface BoxConfig {
@@ -101,7 +102,14 @@ export async function readAppPort(file: string, readFile: ReadFile): Promise<num
     throw new ConfigError([{ file, message: `not valid YAML: ${(err as Error).message}` }]);
   }
   const server = (doc as { server?: { port?: unknown } } | null)?.server;
-  const port = Number(server?.port);
+  const raw = server?.port;
+  // A number, or digits in a string (Spring reads both); Number() would take [8080] or true too.
+  const port =
+    typeof raw === 'number'
+      ? raw
+      : typeof raw === 'string' && /^\s*\d+\s*$/.test(raw)
+        ? Number(raw)
+        : NaN;
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     throw new ConfigError([
       {
@@ -112,4 +120,44 @@ export async function readAppPort(file: string, readFile: ReadFile): Promise<num
     ]);
   }
   return port;
+}
+
+/**
+ * What is wrong with application.yml for starting the box app (the file named, what was
+ * expected), or null. A broken file keeps Java from starting, not the agent from running.
+ */
+export async function appConfigProblem(file: string, readFile: ReadFile): Promise<string | null> {
+  try {
+    await readAppPort(file, readFile);
+    return null;
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems.map(formatProblem).join('; ');
+    throw err;
+  }
+}
+
+/**
+ * The box app at the port application.yml names at the time of each call: a file that was
+ * broken at start and fixed later, or a port an update changed, is followed. Unreadable, the
+ * app counts as not ready and its task lists fail with the file's problem.
+ */
+export function boxAppAtConfiguredPort(
+  file: string,
+  readFile: ReadFile,
+  clientFor: (port: number) => BoxAppApi,
+): BoxAppApi {
+  let current: { port: number; client: BoxAppApi } | undefined;
+  const client = async () => {
+    const port = await readAppPort(file, readFile);
+    if (current?.port !== port) current = { port, client: clientFor(port) };
+    return current.client;
+  };
+  return {
+    listUnfinishedTasks: async () => (await client()).listUnfinishedTasks(),
+    listPausedTasks: async () => (await client()).listPausedTasks(),
+    async isReady() {
+      const c = await client().catch(() => undefined);
+      return c === undefined ? false : c.isReady();
+    },
+  };
 }

@@ -232,7 +232,9 @@ export function mergeIniText(
   original: string,
   patch: string,
   file = 'settings.ini',
-): { text: string; changes: IniChange[] } {
+  /** Which patch entries may be applied (default all); the others are returned as `refused`. */
+  allow: (section: string, key: string) => boolean = () => true,
+): { text: string; changes: IniChange[]; refused: Array<{ section: string; key: string }> } {
   const patchDoc = parseIni(patch);
   if (patchDoc.problems.length > 0) {
     throw new ConfigError(
@@ -240,11 +242,15 @@ export function mergeIniText(
     );
   }
   const edits: IniEdit[] = [];
+  const refused: Array<{ section: string; key: string }> = [];
   for (const section of patchDoc.sections) {
-    for (const e of section.entries)
-      edits.push({ section: section.name, key: e.key, value: e.value });
+    for (const e of section.entries) {
+      if (allow(section.name, e.key))
+        edits.push({ section: section.name, key: e.key, value: e.value });
+      else refused.push({ section: section.name, key: e.key });
+    }
   }
-  return editIni(original, edits, file);
+  return { ...editIni(original, edits, file), refused };
 }
 
 /** §5.3: remote `argumentConfigMap` key → configuration.ini section and key. */

@@ -5,6 +5,11 @@
 //
 // Snapshots are taken on every `@xstate.snapshot` inspection event of the system, not only on
 // the root's own changes: a spawned child's progress does not notify the root's observers.
+//
+// A write the disk refuses (full, I/O error, permission) can park the store instead of stopping
+// it: the same write is tried again after a bounded backoff, later snapshots queue behind it,
+// and gates stay closed until it lands. The file on disk keeps its last complete contents
+// (atomic replace), so nothing is lost and no effect runs ahead of its record.
 import type { AnyActorRef, InspectionEvent } from 'xstate';
 
 export interface Envelope<S = unknown> {
@@ -22,10 +27,29 @@ export interface DurableStoreOptions {
   machineVersion: string;
   /** Writes the envelope text atomically and durably (temp, fsync, rename, fsync dir). */
   write: (text: string) => Promise<void>;
-  /** A write failed: nothing more is persisted and every gate fails (fail-stop). */
+  /** A write failed for good: nothing more is persisted and every gate fails (fail-stop). */
   onFatal: (err: unknown) => void;
+  /**
+   * Which failed writes to wait out (park, retry) rather than fail-stop; default none. The
+   * daemon waits for disk space; a command run in-process fails at once.
+   */
+  retryable?: (err: unknown) => boolean;
+  /** Backoff between retries of a parked write: doubles from `initialMs` up to `maxMs`. */
+  retryDelay?: { initialMs: number; maxMs: number };
+  /** The store parked (a write is being retried) or went on (null). */
+  onParked?: (parked: ParkedWrite | null) => void;
   initialSeq?: number;
   now?: () => Date;
+}
+
+/** A snapshot write the disk refused, retried until it lands. */
+export interface ParkedWrite {
+  /** When the first attempt of this write failed. */
+  since: string;
+  attempts: number;
+  /** The last failure. */
+  error: unknown;
+  nextRetryAt: string;
 }
 
 interface Waiter {
@@ -58,6 +82,9 @@ export class DurableStore {
   private readonly firstSeq = new WeakMap<AnyActorRef, number>();
   private waiters: Waiter[] = [];
   private scheduled = false;
+  private parkedWrite: ParkedWrite | undefined;
+  /** Wakes a parked retry early (close). */
+  private wake: (() => void) | undefined;
 
   constructor(options: DurableStoreOptions) {
     this.o = options;
@@ -67,6 +94,11 @@ export class DurableStore {
 
   get lastSeq(): number {
     return this.seq;
+  }
+
+  /** The write being retried, if the store is parked. */
+  get parked(): ParkedWrite | undefined {
+    return this.parkedWrite;
   }
 
   /** Pass to `createActor(machine, { inspect: store.inspect })`. */
@@ -116,16 +148,54 @@ export class DurableStore {
       snapshot: persisted,
     };
     const body = JSON.stringify(envelope);
-    this.chain = this.chain.then(async () => {
-      if (this.failed !== undefined) return;
+    this.chain = this.chain.then(() => this.writeWithRetry(body, seq));
+  }
+
+  private async writeWithRetry(body: string, seq: number): Promise<void> {
+    const delay = this.o.retryDelay ?? { initialMs: 1000, maxMs: 15_000 };
+    const now = this.o.now ?? (() => new Date());
+    for (let attempt = 1; this.failed === undefined; attempt++) {
       try {
         await this.o.write(body);
         this.durableSeq = Math.max(this.durableSeq, seq);
+        if (this.parkedWrite !== undefined) {
+          this.parkedWrite = undefined;
+          this.o.onParked?.(null);
+        }
         this.settleWaiters();
+        return;
       } catch (err) {
-        this.fail(err);
+        // Closed: the system is stopping; what is on disk is what the next start resumes.
+        if (this.closed) return;
+        if (this.o.retryable?.(err) !== true) {
+          this.fail(err);
+          return;
+        }
+        const wait = Math.min(delay.maxMs, delay.initialMs * 2 ** (attempt - 1));
+        const at = now();
+        this.parkedWrite = {
+          since: this.parkedWrite?.since ?? at.toISOString(),
+          attempts: (this.parkedWrite?.attempts ?? 0) + 1,
+          error: err,
+          nextRetryAt: new Date(at.getTime() + wait).toISOString(),
+        };
+        this.o.onParked?.(this.parkedWrite);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, wait);
+          this.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wake = undefined;
+        // Never write after close: a stopped system would restore as inert.
+        if (this.isClosed()) return;
       }
-    });
+    }
+  }
+
+  private isClosed(): boolean {
+    return this.closed;
   }
 
   private fail(err: unknown): void {
@@ -169,5 +239,6 @@ export class DurableStore {
   /** Stops recording (never persist a stopped system: it would restore as inert). */
   close(): void {
     this.closed = true;
+    this.wake?.();
   }
 }

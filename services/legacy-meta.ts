@@ -57,10 +57,20 @@ const meta = z.object({
   self_update_version: z.string().nullable(),
 });
 
-function hasPyTags(value: unknown): boolean {
-  if (Array.isArray(value)) return value.some(hasPyTags);
-  if (value === null || typeof value !== 'object') return false;
-  return Object.entries(value).some(([k, v]) => k.startsWith('py/') || hasPyTags(v));
+// A stack of its own: recursion overflowed on a file nested 100,000 levels deep.
+function hasPyTags(root: unknown): boolean {
+  const pending: unknown[] = [root];
+  while (pending.length > 0) {
+    const value = pending.pop();
+    if (value === null || typeof value !== 'object') continue;
+    if (Array.isArray(value)) for (const v of value as unknown[]) pending.push(v);
+    else
+      for (const [k, v] of Object.entries(value)) {
+        if (k.startsWith('py/')) return true;
+        pending.push(v);
+      }
+  }
+  return false;
 }
 
 export function parseLegacyPatchMeta(text: string): LegacyMetaParse {
@@ -70,7 +80,8 @@ export function parseLegacyPatchMeta(text: string): LegacyMetaParse {
   } catch (err) {
     return { kind: 'invalid', problems: [`not JSON: ${(err as Error).message}`] };
   }
-  if (json !== null && typeof json === 'object' && 'format' in json && 'snapshot' in json) {
+  // boxkeeper's envelope, also one missing a field (the Python tool wrote neither key).
+  if (json !== null && typeof json === 'object' && ('format' in json || 'machineId' in json)) {
     return { kind: 'not-legacy' };
   }
   if (hasPyTags(json)) {

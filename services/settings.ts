@@ -1,6 +1,5 @@
 // settings.ini: the agent's own settings, read unchanged from the Python tool's file.
 // Every problem is collected (file, section, key, line, what was expected) and reported at once.
-import { z } from 'zod';
 import { ConfigError, type ConfigProblem } from '../adapters/errors.ts';
 import {
   decodeConfigText,
@@ -8,10 +7,12 @@ import {
   findEntry,
   findSection,
   parseIni,
+  quoted,
   type IniDocument,
 } from '../adapters/ini.ts';
 import type { Registry } from '../adapters/registry.ts';
 import { isAbsoluteFor, normalizeAbsolute, resolveBoxPath } from './box-paths.ts';
+import { parsePublicKeys } from './patch-trust.ts';
 
 export const ENVIRONMENTS = ['local', 'dev', 'sit', 'uat', 'ymt', 'prod'] as const;
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'fatal';
@@ -24,6 +25,8 @@ export interface Settings {
     env: (typeof ENVIRONMENTS)[number];
     logLevel: LogLevel;
     logExpirationDays: number;
+    /** The day files together stay under this size; the oldest days go first. */
+    logMaxMb: number;
     debugMode: boolean;
     sendAccessSecret: boolean;
   };
@@ -71,9 +74,33 @@ export interface Settings {
     retryDelayMs: number;
     maxFailedInstalls: number;
   };
+  /** Caps on what the cloud may send (docs/settings.md [limits]); sizes in bytes. */
+  limits: {
+    patchBytes: number;
+    unpackedBytes: number;
+    patchFiles: number;
+    chunkBytes: number;
+    chunkCount: number;
+    answerBytes: number;
+    upgradeList: number;
+    textLength: number;
+    diskReserveBytes: number;
+  };
+  security: {
+    /** Ed25519 public keys (base64 of the raw 32 bytes); empty: patches are not signed. */
+    patchKeys: string[];
+    /** A CA certificate (PEM) the cloud's https certificate must chain to; null: the system's. */
+    caFile: string | null;
+  };
 }
 
-// ---- field kinds: each a zod schema from the raw string, plus how to say what was expected ----
+// ---- field kinds: each a parser of the raw string, plus how to say what was expected ----
+// Plain functions rather than zod schemas: settings are read by every command, and loading zod
+// was most of `boxkeeper status`'s start-up (docs/benchmarks.md).
+
+/** What a kind's parser returns for a value it refuses. */
+const INVALID = Symbol('invalid');
+type Parse = (raw: string) => unknown;
 
 const LEVELS: Record<string, LogLevel> = {
   debug: 'debug',
@@ -95,49 +122,96 @@ const BOOLEANS: Record<string, boolean> = {
   '0': false,
 };
 
-const num = (pred: (n: number) => boolean) =>
-  z
-    .string()
-    .trim()
-    .regex(/^[+]?(\d+(\.\d*)?|\.\d+)$/)
-    .transform(Number)
-    .refine(pred);
+const NUMBER = /^[+]?(\d+(\.\d*)?|\.\d+)$/;
+const num =
+  (pred: (n: number) => boolean, then: (n: number) => unknown = (n) => n): Parse =>
+  (raw) => {
+    const t = raw.trim();
+    if (!NUMBER.test(t)) return INVALID;
+    const n = Number(t);
+    return pred(n) ? then(n) : INVALID;
+  };
+
+// Node's timers fire at once for a delay over 2^31-1 ms (a heartbeat every millisecond): every
+// time is held below that.
+const MAX_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
+// 1024-based, as Windows Explorer counts; a bare number is bytes.
+const SIZE = /^(\d+)\s*(?:([kmgt])(?:i?b)?|b)?$/i;
+const SIZE_UNITS: Record<string, number> = { k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+const size =
+  (pred: (n: number) => boolean): Parse =>
+  (raw) => {
+    const [, digits, unit = ''] = SIZE.exec(raw.trim()) ?? [];
+    if (digits === undefined) return INVALID;
+    const n = Number(digits) * (SIZE_UNITS[unit.toLowerCase()] ?? 1);
+    return pred(n) && Number.isSafeInteger(n) ? n : INVALID;
+  };
+
+/** One of `table`'s own keys (trimmed, any case), mapped to its value. */
+const oneOf =
+  <T>(table: Record<string, T>): Parse =>
+  (raw) => {
+    const k = raw.trim().toLowerCase();
+    return Object.hasOwn(table, k) ? table[k] : INVALID;
+  };
+
+/** An absolute http(s) URL with its `//` (not `http:host`); tabs and newlines dropped. */
+const httpUrl: Parse = (raw) => {
+  const t = raw.trim();
+  if (!/^https?:\/\//i.test(t)) return INVALID;
+  const url = URL.canParse(t) ? new URL(t) : undefined;
+  if (url === undefined || !/^https?:$/.test(url.protocol)) return INVALID;
+  return t.replace(/[\t\n\r]/g, '');
+};
 
 const kinds = {
-  url: { schema: z.url({ protocol: /^https?$/ }), expected: 'an http:// or https:// URL' },
-  env: { schema: z.enum(ENVIRONMENTS), expected: `one of ${ENVIRONMENTS.join(', ')}` },
-  level: {
-    schema: z
-      .string()
-      .transform((s) => s.trim().toLowerCase())
-      .pipe(z.enum(Object.keys(LEVELS) as [string, ...string[]]))
-      .transform((s) => LEVELS[s] as LogLevel),
-    expected: `one of ${Object.keys(LEVELS).join(', ')}`,
+  url: { parse: httpUrl, expected: 'an http:// or https:// URL' },
+  env: {
+    parse: (raw: string) => ((ENVIRONMENTS as readonly string[]).includes(raw) ? raw : INVALID),
+    expected: `one of ${ENVIRONMENTS.join(', ')}`,
   },
-  bool: {
-    schema: z
-      .string()
-      .transform((s) => s.trim().toLowerCase())
-      .pipe(z.enum(Object.keys(BOOLEANS) as [string, ...string[]]))
-      .transform((s) => BOOLEANS[s] as boolean),
-    expected: 'on or off',
-  },
+  level: { parse: oneOf(LEVELS), expected: `one of ${Object.keys(LEVELS).join(', ')}` },
+  bool: { parse: oneOf(BOOLEANS), expected: 'on or off' },
   seconds: {
-    schema: num((n) => n > 0).transform((s) => Math.round(s * 1000)),
-    expected: 'a number of seconds > 0',
+    parse: num(
+      (n) => n > 0 && n <= MAX_SECONDS,
+      (s) => Math.round(s * 1000),
+    ),
+    expected: `a number of seconds > 0 and at most ${MAX_SECONDS} (24 days)`,
   },
   secondsOrZero: {
-    schema: num((n) => n >= 0).transform((s) => Math.round(s * 1000)),
-    expected: 'a number of seconds ≥ 0',
+    parse: num(
+      (n) => n >= 0 && n <= MAX_SECONDS,
+      (s) => Math.round(s * 1000),
+    ),
+    expected: `a number of seconds ≥ 0 and at most ${MAX_SECONDS} (24 days)`,
   },
-  days: { schema: num((n) => n > 0), expected: 'a number of days > 0' },
-  count: { schema: num((n) => Number.isInteger(n) && n >= 1), expected: 'a whole number ≥ 1' },
+  days: { parse: num((n) => n > 0), expected: 'a number of days > 0' },
+  count: { parse: num((n) => Number.isInteger(n) && n >= 1), expected: 'a whole number ≥ 1' },
   countOrZero: {
-    schema: num((n) => Number.isInteger(n) && n >= 0),
+    parse: num((n) => Number.isInteger(n) && n >= 0),
     expected: 'a whole number ≥ 0',
   },
-  path: { schema: z.string().trim().min(1), expected: 'a path' },
-} as const;
+  path: { parse: (raw: string) => raw.trim() || INVALID, expected: 'a path' },
+  size: {
+    parse: size((n) => n > 0),
+    expected: 'a size > 0 in bytes, or with K, M, G or T (×1024), e.g. 512M',
+  },
+  sizeOrZero: {
+    parse: size((n) => n >= 0),
+    expected: 'a size ≥ 0 in bytes, or with K, M, G or T (×1024), e.g. 100M',
+  },
+  optionalPath: { parse: (raw: string) => raw.trim(), expected: 'a path, or nothing' },
+  keys: {
+    parse: (raw: string) => {
+      const r = parsePublicKeys(raw);
+      return r.problems.length === 0 ? r.keys : INVALID;
+    },
+    expected:
+      'Ed25519 public keys, each the standard base64 of 32 bytes (as `boxkeeper patch keygen` prints), separated by commas',
+  },
+} as const satisfies Record<string, { parse: Parse; expected: string }>;
 type Kind = keyof typeof kinds;
 
 interface Field {
@@ -157,6 +231,7 @@ export const FIELDS: readonly Field[] = [
   { section: 'general', key: 'log_expiration', kind: 'days' },
   { section: 'general', key: 'debug_mode', kind: 'bool' },
   { section: 'general', key: 'send_access_secret', kind: 'bool', default: 'off' },
+  { section: 'general', key: 'log_max_mb', kind: 'count', default: '200' },
   { section: 'paths', key: 'box_root', kind: 'path', default: '' },
   { section: 'paths', key: 'config', kind: 'path' },
   { section: 'paths', key: 'patch', kind: 'path' },
@@ -200,6 +275,17 @@ export const FIELDS: readonly Field[] = [
   { section: 'update', key: 'calls_retry', kind: 'seconds', default: '300' },
   { section: 'update', key: 'retry_delay', kind: 'seconds', default: '60' },
   { section: 'update', key: 'max_failed_installs', kind: 'count', default: '3' },
+  { section: 'limits', key: 'patch_size', kind: 'size', default: '1G' },
+  { section: 'limits', key: 'unpacked_size', kind: 'size', default: '2G' },
+  { section: 'limits', key: 'patch_files', kind: 'count', default: '10000' },
+  { section: 'limits', key: 'chunk_size', kind: 'size', default: '8M' },
+  { section: 'limits', key: 'chunk_count', kind: 'count', default: '100000' },
+  { section: 'limits', key: 'answer_size', kind: 'size', default: '4M' },
+  { section: 'limits', key: 'upgrade_list', kind: 'count', default: '100' },
+  { section: 'limits', key: 'text_length', kind: 'count', default: '4096' },
+  { section: 'limits', key: 'disk_reserve', kind: 'sizeOrZero', default: '100M' },
+  { section: 'security', key: 'patch_keys', kind: 'keys', default: '' },
+  { section: 'security', key: 'ca_file', kind: 'optionalPath', default: '' },
 ];
 
 export const REGISTRY_KEY = 'HKLM\\SOFTWARE\\Ect888\\Qthz';
@@ -300,16 +386,16 @@ function validateFields(
       continue;
     }
     if (field.key === 'box_root' && raw === '') continue;
-    const parsed = kinds[field.kind].schema.safeParse(raw);
-    if (parsed.success) {
-      values.set(id(field.section, field.key), parsed.data);
+    const parsed = kinds[field.kind].parse(raw);
+    if (parsed !== INVALID) {
+      values.set(id(field.section, field.key), parsed);
     } else {
       problems.push({
         file,
         section: field.section,
         key: field.key,
         ...(entry === undefined ? {} : { line: entry.line }),
-        message: `expected ${kinds[field.kind].expected}, got "${raw}"`,
+        message: `expected ${kinds[field.kind].expected}, got ${quoted(raw)}`,
       });
     }
   }
@@ -328,7 +414,7 @@ async function findBoxRoot(
         file,
         section: 'paths',
         key: 'box_root',
-        message: `expected an absolute path for ${deps.platform}, got "${configured}"`,
+        message: `expected an absolute path for ${deps.platform}, got ${quoted(configured)}`,
       });
       return undefined;
     }
@@ -389,6 +475,12 @@ export async function loadSettings(file: string, deps: SettingsDeps): Promise<Lo
     resolve(key, boxRoot);
   }
   resolve('fs_conf', paths.fs);
+  const caFile = v.get(id('security', 'ca_file'));
+  if (typeof caFile === 'string' && caFile !== '' && boxRoot !== undefined) {
+    const r = resolveBoxPath(deps.platform, boxRoot, caFile);
+    if (r.ok) paths['security.ca_file'] = r.path;
+    else problems.push({ file, section: 'security', key: 'ca_file', message: r.message });
+  }
   for (const key of ['repo', 'config']) {
     const raw = v.get(id('snapshot', key));
     if (typeof raw !== 'string' || boxRoot === undefined) continue;
@@ -414,6 +506,7 @@ export async function loadSettings(file: string, deps: SettingsDeps): Promise<Lo
         env: g('general', 'env'),
         logLevel: g('general', 'logging'),
         logExpirationDays: g('general', 'log_expiration'),
+        logMaxMb: g('general', 'log_max_mb'),
         debugMode: g('general', 'debug_mode'),
         sendAccessSecret: g('general', 'send_access_secret'),
       },
@@ -469,6 +562,35 @@ export async function loadSettings(file: string, deps: SettingsDeps): Promise<Lo
         retryDelayMs: g('update', 'retry_delay'),
         maxFailedInstalls: g('update', 'max_failed_installs'),
       },
+      limits: {
+        patchBytes: g('limits', 'patch_size'),
+        unpackedBytes: g('limits', 'unpacked_size'),
+        patchFiles: g('limits', 'patch_files'),
+        chunkBytes: g('limits', 'chunk_size'),
+        chunkCount: g('limits', 'chunk_count'),
+        answerBytes: g('limits', 'answer_size'),
+        upgradeList: g('limits', 'upgrade_list'),
+        textLength: g('limits', 'text_length'),
+        diskReserveBytes: g('limits', 'disk_reserve'),
+      },
+      security: {
+        patchKeys: g('security', 'patch_keys'),
+        caFile: paths['security.ca_file'] ?? null,
+      },
     },
   };
+}
+
+/** What `run` warns about at start: settings that leave the box open to whoever holds the link. */
+export function securityWarnings(settings: Settings): string[] {
+  const out: string[] = [];
+  if (settings.security.patchKeys.length === 0)
+    out.push(
+      '[security] patch_keys is empty: patches are checked only by the MD5 the cloud sends, so whoever controls or intercepts the cloud link can install software on this box (docs/security.md)',
+    );
+  if (/^http:/i.test(settings.general.hostAddr))
+    out.push(
+      `[general] host_addr ${settings.general.hostAddr} is plain http: the cloud link can be read and changed on the way; use https (and [security] ca_file for a private CA)`,
+    );
+  return out;
 }

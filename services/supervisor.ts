@@ -23,6 +23,11 @@ export interface ServiceSpec {
   /** Picks this service's process out of the process table. */
   matches: (p: ProcInfo) => boolean;
   start(): Promise<number>;
+  /**
+   * Why the service cannot be started now (e.g. its configuration file is broken), or null.
+   * Checked before every start; a reason is reported as `not-startable`, not as a failure.
+   */
+  startProblem?(): Promise<string | null>;
   isReady(): Promise<boolean>;
   /** Asks the service to stop itself (FreeSWITCH: fs_cli shutdown); the supervisor then waits. */
   requestStop?(): Promise<void>;
@@ -45,6 +50,14 @@ export interface ServiceState {
   failures: number;
   lastError: string | null;
   since: string;
+}
+
+/** The service was not started because it cannot be (the machine's `notStartable` state). */
+export class NotStartableError extends ServiceError {
+  readonly notStartable = true;
+  constructor(service: string, reason: string) {
+    super(service, `not startable: ${reason}`);
+  }
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -78,6 +91,11 @@ export class ServiceSupervisor {
     // The process table (a `ps` run) also catches a reused pid; it is read only now and then.
     const gone = async (pid: number | null) => dead(pid) || (await find())?.pid !== pid;
 
+    // A STOP while a start is in flight cancels the invoke, not the spawn: the stop waits for
+    // the spawn and stops what it started (else that process runs on unsupervised and is
+    // adopted later, e.g. the old jar's Java after an update replaced the jar).
+    let startInFlight: Promise<number | null> | undefined;
+
     const machine = serviceMachine.provide({
       actors: {
         detect: fromPromise<DetectOutput, EffectInput>(async () => {
@@ -85,9 +103,19 @@ export class ServiceSupervisor {
           return { pid: p?.pid ?? null };
         }),
         start: fromPromise<StartOutput, EffectInput>(async () => {
-          const pid = await spec.start();
-          log.info({ servicePid: pid }, 'started');
-          return { pid, at: now() };
+          const spawn = (async () => {
+            const problem = (await spec.startProblem?.()) ?? null;
+            if (problem !== null) throw new NotStartableError(spec.name, problem);
+            const pid = await spec.start();
+            log.info({ servicePid: pid }, 'started');
+            return pid;
+          })();
+          const settled = spawn.catch(() => null);
+          startInFlight = settled;
+          void settled.then(() => {
+            if (startInFlight === settled) startInFlight = undefined;
+          });
+          return { pid: await spawn, at: now() };
         }),
         waitReady: fromPromise<undefined, EffectInput>(async ({ input, signal }) => {
           const deadline = now() + deps.readyTimeoutMs;
@@ -109,7 +137,8 @@ export class ServiceSupervisor {
           return undefined;
         }),
         stop: fromPromise<undefined, EffectInput>(async ({ input }) => {
-          const target = input.pid ?? (await find())?.pid ?? null;
+          const spawned = startInFlight === undefined ? null : await startInFlight;
+          const target = input.pid ?? spawned ?? (await find())?.pid ?? null;
           if (target === null) return undefined;
           if (spec.requestStop !== undefined) {
             await spec
@@ -146,6 +175,7 @@ export class ServiceSupervisor {
 
     this.actor = createActor(machine, { input: { name: spec.name, policy: deps.policy } });
     let last = '';
+    let reported: string | null = null;
     this.actor.subscribe((snap) => {
       const status = serviceStatus(snap.value);
       const key = `${status}|${String(snap.context.pid)}`;
@@ -162,12 +192,21 @@ export class ServiceSupervisor {
           },
           'crash loop: not restarting',
         );
+      } else if (status === 'not-startable') {
+        // Looked at again every few seconds: say it once per reason.
+        if (snap.context.lastError !== reported)
+          log.error(
+            { lastError: snap.context.lastError, retryMs: deps.policy.notStartableRetryMs },
+            'cannot be started; checking again until it can',
+          );
+        reported = snap.context.lastError;
       } else if (status === 'backoff') {
         log.warn(
           { failures: snap.context.failures, lastError: snap.context.lastError },
           'failed; restarting after backoff',
         );
       } else if (status === 'running') {
+        reported = null;
         log.info({ servicePid: snap.context.pid, adopted: snap.context.adopted }, 'running');
       } else {
         log.debug({ status, servicePid: snap.context.pid }, 'service state');
@@ -256,6 +295,8 @@ export interface JavaServiceOptions {
   processes: ProcessControl;
   boxApp: () => BoxAppApi;
   fileExists(path: string): Promise<boolean>;
+  /** What is wrong with application.yml (unreadable, not YAML, no server.port), or null. */
+  appConfigProblem?: () => Promise<string | null>;
   writePidFile(path: string, pid: number): Promise<void>;
   /** Environment prepared by DOS\start.bat (Windows); undefined to inherit ours. */
   environment?: () => Promise<NodeJS.ProcessEnv | undefined>;
@@ -299,6 +340,10 @@ export function javaService(o: JavaServiceOptions): ServiceSpec {
   return {
     name: 'java',
     matches: javaMatcher(o.jar, o.platform),
+    async startProblem() {
+      if (!(await o.fileExists(o.jar))) return `jar not found: ${o.jar}`;
+      return (await o.appConfigProblem?.()) ?? null;
+    },
     async start() {
       if (!(await o.fileExists(o.jar))) throw new ServiceError('java', `jar not found: ${o.jar}`);
       const bundled = join(o.javaDir, 'bin', executableName('java', o.platform));

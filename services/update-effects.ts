@@ -26,6 +26,16 @@ import {
 } from './config-edit.ts';
 import type { Settings } from './settings.ts';
 import type { SnapshotService } from './snapshots.ts';
+import {
+  checkFiles,
+  checkManifest,
+  checkSignature,
+  MANIFEST_FILE,
+  parseManifest,
+  PatchTrustError,
+  SIGNATURE_FILE,
+  type PatchManifest,
+} from './patch-trust.ts';
 import { applySqlScript } from './sql-ledger.ts';
 import type { UpdateEffects } from './update-engine.ts';
 
@@ -77,6 +87,27 @@ export interface UpdateEffectsDeps {
 const PAUSE: (typeof TaskOp)['pause'] = 1;
 const RESUME: (typeof TaskOp)['resume'] = 2;
 
+/** What the installer applies from a patch's zip root (see the layout above). */
+export const PATCH_ITEMS = new Set([
+  'data',
+  'icb-box.jar',
+  'application.yml',
+  'start.exe',
+  'self_updater.exe',
+  'settings.ini',
+  'boxkeeper',
+  'entrypoint.exe',
+]);
+// A signed patch's boxkeeper.manifest.json/.sig are checked, never applied: not content.
+
+/** settings.ini keys that redirect the agent: its cloud, every path, its trust. */
+function redirectsAgent(section: string, key: string): boolean {
+  const s = section.toLowerCase();
+  return (
+    s === 'paths' || s === 'security' || (s === 'general' && key.toLowerCase() === 'host_addr')
+  );
+}
+
 const SAFE_SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
 /** versionNum and versionCode become directory names: no separators, no "..". */
@@ -88,8 +119,27 @@ export function assertSafeSegment(what: string, value: string): void {
   }
 }
 
+/** One installed (or being installed) signed release, as patch-counter.json keeps it. */
+interface CounterEntry {
+  counter: number;
+  versionNum: string;
+  versionCode: string;
+}
+
+/**
+ * `<agent_data>/patch-counter.json`: the counter of the last installed signed patch (anti-rollback,
+ * docs/security.md). `applying` is what an install admitted and promotes once it is committed; a
+ * rolled-back install leaves `installed` as it was, an operator revert restores `previous`.
+ */
+interface CounterRecord {
+  installed: (CounterEntry & { backup: string | null; previous: CounterEntry | null }) | null;
+  applying: CounterEntry | null;
+}
+
 export class BoxUpdateEffects implements UpdateEffects {
   private readonly d: UpdateEffectsDeps;
+  /** Content dirs whose files were found as their signed manifest lists (this run). */
+  private readonly verified = new Map<string, PatchManifest>();
 
   constructor(deps: UpdateEffectsDeps) {
     this.d = deps;
@@ -154,7 +204,10 @@ export class BoxUpdateEffects implements UpdateEffects {
       return;
     }
     // Extraction is all-or-nothing (temp dir + rename), so an existing dir is complete.
-    if (await this.d.fs.isDir(content)) return;
+    if (await this.d.fs.isDir(content)) {
+      await this.admitContent(v, content);
+      return this.assertChangesSomething(v, content);
+    }
     const dir = join(this.paths.patch, v.versionNum);
     const zip = join(dir, `${v.versionCode}.zip`);
     await this.d.fs.mkdir(dir);
@@ -185,6 +238,209 @@ export class BoxUpdateEffects implements UpdateEffects {
     this.d.logger.info(
       { version: v.versionNum, files: r.files.length, bytes: r.bytes },
       'extracted',
+    );
+    await this.admitContent(v, content);
+    await this.assertChangesSomething(v, content);
+  }
+
+  // ---- signed patches (docs/security.md) ---------------------------------------------------
+
+  private get counterFile(): string {
+    return join(this.paths.agentData, 'patch-counter.json');
+  }
+
+  private async readCounters(): Promise<CounterRecord> {
+    let bytes: Uint8Array;
+    try {
+      bytes = await this.d.fs.readFile(this.counterFile);
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENOENT') return { installed: null, applying: null };
+      throw err;
+    }
+    try {
+      const r = JSON.parse(Buffer.from(bytes).toString('utf8')) as unknown;
+      const entry = (e: unknown) =>
+        e === null ||
+        (typeof e === 'object' && Number.isSafeInteger((e as { counter?: unknown }).counter));
+      if (
+        typeof r !== 'object' ||
+        r === null ||
+        !entry((r as { installed?: unknown }).installed) ||
+        !entry((r as { applying?: unknown }).applying)
+      )
+        throw new Error('expected {"installed": {"counter": …} | null, "applying": … | null}');
+      return r as CounterRecord;
+    } catch (err) {
+      // Fail closed: without the last counter a replayed older release could not be told apart.
+      throw new PatchTrustError(
+        `${this.counterFile} is unreadable (${errorMessage(err)}); signed patches are refused until it is repaired (docs/security.md)`,
+      );
+    }
+  }
+
+  private async writeCounters(r: CounterRecord): Promise<void> {
+    await this.d.fs.writeAtomic(this.counterFile, JSON.stringify(r, null, 2) + '\n');
+  }
+
+  /**
+   * With [security] patch_keys set: the extracted patch must carry a manifest signed by one of the
+   * keys that names this version, has not expired, counts above the last installed patch, and
+   * lists exactly the files found. A refused patch is deleted (zip and extraction) before anything
+   * on the box changes. Without keys: nothing to check (a warning at start says so).
+   */
+  private async verifyContent(
+    v: PatchEffectInput,
+    dir: string,
+    counterAbove: number | null,
+    release = true,
+  ): Promise<PatchManifest | null> {
+    const keys = this.d.settings.security.patchKeys;
+    if (keys.length === 0) return null;
+    let m = this.verified.get(dir);
+    if (m === undefined) {
+      const manifestPath = join(dir, MANIFEST_FILE);
+      const sigPath = join(dir, SIGNATURE_FILE);
+      if (!(await this.d.fs.exists(manifestPath)) || !(await this.d.fs.exists(sigPath)))
+        throw new PatchTrustError(
+          `the patch is not signed: ${MANIFEST_FILE} and ${SIGNATURE_FILE} expected at its zip root ([security] patch_keys is set)`,
+        );
+      const bytes = await this.d.fs.readFile(manifestPath);
+      const sig = Buffer.from(await this.d.fs.readFile(sigPath)).toString('utf8');
+      const key = checkSignature(bytes, sig, keys);
+      m = parseManifest(bytes);
+      if (release) checkManifest(m, { ...v, counterAbove, now: new Date() });
+      const found = new Map<string, { size: number; sha256: string }>();
+      for (const rel of await this.d.fs.listFiles(dir))
+        found.set(rel, await this.d.fs.sha256(join(dir, rel)));
+      checkFiles(m, found);
+      this.verified.set(dir, m);
+      this.d.logger.info(
+        { version: v.versionNum, counter: m.counter, expires: m.expires, key: key + 1 },
+        'patch signature verified',
+      );
+    } else if (release) {
+      checkManifest(m, { ...v, counterAbove, now: new Date() });
+    }
+    return m;
+  }
+
+  /**
+   * Whether an admitted version's patch is signed (its agent build may run, its settings.ini may
+   * redirect the agent). After a restart mid-install the files are checked again, but not the
+   * expiry or the counter: the install was admitted and must be able to finish.
+   */
+  private async signed(v: PatchEffectInput, dir: string): Promise<boolean> {
+    if (this.d.settings.security.patchKeys.length === 0) return false;
+    return (await this.verifyContent(v, dir, null, false)) !== null;
+  }
+
+  /** verifyContent at download time; a refusal deletes the patch and names the version. */
+  private async admitContent(v: PatchEffectInput, dir: string): Promise<PatchManifest | null> {
+    try {
+      const { installed } = await this.readCounters();
+      return await this.verifyContent(v, dir, installed?.counter ?? null);
+    } catch (err) {
+      if (!(err instanceof PatchTrustError)) throw err;
+      this.verified.delete(dir);
+      await this.d.fs.remove(dir);
+      await this.d.fs.remove(join(this.paths.patch, v.versionNum, `${v.versionCode}.zip`));
+      this.d.logger.error(
+        { version: v.versionNum, versionCode: v.versionCode, reason: err.message },
+        'patch refused; deleted',
+      );
+      throw new PatchTrustError(
+        `refused ${v.versionNum} (${v.versionCode}): ${err.message}; the patch was deleted`,
+        { cause: err },
+      );
+    }
+  }
+
+  /**
+   * Before an install changes anything: every version's patch verified again (expiry is now),
+   * their counters strictly increasing in the order they install and above the last installed
+   * patch's (no mix-and-match of releases). The highest becomes `applying` in patch-counter.json.
+   */
+  async admitVersions({ versions }: { versions: PatchEffectInput[] }): Promise<void> {
+    if (this.d.settings.security.patchKeys.length === 0) return;
+    const record = await this.readCounters();
+    let above = record.installed?.counter ?? null;
+    let last: CounterEntry | null = null;
+    for (const v of versions) {
+      // A configuration-only version has no file to sign (docs/security.md says what that trusts).
+      if (v.fileMd5 === '') continue;
+      const dir = await this.content(v);
+      if (dir === null) continue;
+      const m = await this.admitContent(v, dir).catch((err: unknown) => {
+        if (!(err instanceof PatchTrustError) || last === null) throw err;
+        throw new PatchTrustError(`${err.message} (after ${last.versionNum} in this install)`);
+      });
+      if (m === null) continue;
+      if (above !== null && m.counter <= above)
+        throw new PatchTrustError(
+          `refused ${v.versionNum} (${v.versionCode}): counter ${m.counter} is not above ${above}` +
+            (last === null
+              ? ", the last installed patch's"
+              : ` (${last.versionNum}, installed before it)`),
+        );
+      above = m.counter;
+      last = { counter: m.counter, versionNum: v.versionNum, versionCode: v.versionCode };
+    }
+    if (last !== null) await this.writeCounters({ ...record, applying: last });
+  }
+
+  /** A committed install: what it admitted becomes the last installed patch. */
+  private async promoteCounter(backup: string | null): Promise<void> {
+    const record = await this.readCounters().catch(() => null);
+    if (record?.applying == null) return;
+    const prior = record.installed;
+    await this.writeCounters({
+      installed: {
+        ...record.applying,
+        backup,
+        previous:
+          prior === null
+            ? null
+            : {
+                counter: prior.counter,
+                versionNum: prior.versionNum,
+                versionCode: prior.versionCode,
+              },
+      },
+      applying: null,
+    });
+  }
+
+  /** A rolled-back install does not advance the counter; reverting an install restores the one before. */
+  private async unwindCounter(restored: string): Promise<void> {
+    const record = await this.readCounters().catch(() => null);
+    if (record === null) return;
+    const installed = record.installed;
+    const reverted = installed !== null && installed.backup === restored;
+    if (record.applying === null && !reverted) return;
+    await this.writeCounters({
+      installed: reverted
+        ? installed.previous === null
+          ? null
+          : { ...installed.previous, backup: null, previous: null }
+        : installed,
+      applying: null,
+    });
+  }
+
+  /**
+   * A patch whose zip holds nothing the installer applies would be reported "installed" with
+   * nothing changed: refused here, before any change to the box.
+   */
+  private async assertChangesSomething(v: PatchEffectInput, content: string): Promise<void> {
+    const entries = await this.d.fs.entries(content);
+    if (entries.some((n) => PATCH_ITEMS.has(n))) return;
+    await this.d.fs.remove(content);
+    const shown = entries.slice(0, 10).map((n) => `"${n}"`);
+    if (entries.length > 10) shown.push(`… (${entries.length} entries)`);
+    throw new Error(
+      `the patch of ${v.versionNum} (${v.versionCode}) changes nothing: its zip root holds ` +
+        `${shown.length === 0 ? 'nothing' : shown.join(', ')}; ` +
+        `expected at least one of ${[...PATCH_ITEMS].join(', ')} at the zip root`,
     );
   }
 
@@ -257,7 +513,16 @@ export class BoxUpdateEffects implements UpdateEffects {
       );
     }
     const build = join(content, 'boxkeeper');
-    return { agentBuild: (await this.d.fs.isDir(build)) ? build : null };
+    if (!(await this.d.fs.isDir(build))) return { agentBuild: null };
+    // Running a build is running its code: only a signed patch may bring one.
+    if (!(await this.signed(v, content))) {
+      this.d.logger.warn(
+        { version: v.versionNum },
+        'the patch carries an agent build (boxkeeper/) but is not signed; the build is not run (docs/security.md)',
+      );
+      return { agentBuild: null };
+    }
+    return { agentBuild: build };
   }
 
   async mergeSettings(v: PatchEffectInput): Promise<void> {
@@ -267,7 +532,19 @@ export class BoxUpdateEffects implements UpdateEffects {
     if (!(await this.d.fs.exists(partial))) return;
     const file = this.d.settings.file;
     const current = await this.text(file);
-    const r = mergeIniText(current, await this.text(partial), file);
+    // Keys that point the agent elsewhere (its cloud, its paths, its trust) only from a signed patch.
+    const signed = await this.signed(v, content);
+    const r = mergeIniText(
+      current,
+      await this.text(partial),
+      file,
+      (section, key) => signed || !redirectsAgent(section, key),
+    );
+    if (r.refused.length > 0)
+      this.d.logger.warn(
+        { version: v.versionNum, keys: r.refused.map((k) => `[${k.section}] ${k.key}`) },
+        'settings.ini of an unsigned patch may not change these keys; not merged (docs/security.md)',
+      );
     if (r.changes.length === 0) return;
     await this.d.fs.writeAtomic(file, r.text);
     this.d.logger.info(
@@ -414,7 +691,9 @@ export class BoxUpdateEffects implements UpdateEffects {
   }
 
   async commitSnapshot({ version, subject }: { version: string; subject: string }) {
-    // The install is complete (services up, tasks resumed): nothing to reconcile any more.
+    // The install is complete (services up, tasks resumed): nothing to reconcile any more. The
+    // counter is promoted first: after a crash here the marker still names the backup.
+    await this.promoteCounter(await this.markerBackup());
     await this.d.fs.remove(this.installMarker);
     const snapshots = await this.d.snapshots();
     const names = new Set((await snapshots.list()).map((v) => v.version));
@@ -427,12 +706,25 @@ export class BoxUpdateEffects implements UpdateEffects {
   async rollbackSnapshot({ version }: { version: string }): Promise<void> {
     const snapshots = await this.d.snapshots();
     const r = await snapshots.rollback(version, { discardChanges: true });
+    await this.unwindCounter(version);
     await this.d.fs.remove(this.installMarker);
     this.d.logger.warn(
       { version, changed: r.changed },
       'box rolled back to the pre-update snapshot',
     );
     this.d.configChanged?.();
+  }
+
+  /** The backup the install-in-progress marker names, or null. */
+  private async markerBackup(): Promise<string | null> {
+    try {
+      const marker = JSON.parse(
+        Buffer.from(await this.d.fs.readFile(this.installMarker)).toString('utf8'),
+      ) as { backup?: unknown };
+      return typeof marker.backup === 'string' ? marker.backup : null;
+    } catch {
+      return null;
+    }
   }
 
   async reconcile({ reason }: { reason: string }) {

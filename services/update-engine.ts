@@ -10,17 +10,20 @@ import {
   type AnyActorRef,
   type InspectionEvent,
 } from 'xstate';
-import { errorMessage } from '../adapters/errors.ts';
-import type { Logger } from '../adapters/logger.ts';
 import {
-  patchStatusOf,
+  describeStorageError,
+  errorMessage,
+  isDiskFull,
+  storageErrorOf,
+} from '../adapters/errors.ts';
+import type { Logger } from '../adapters/logger.ts';
+import { maskSecrets } from '../adapters/secrets.ts';
+import {
   type PatchEffectInput,
   type ReplaceFilesOutput,
   type Timed,
 } from '../machines/patch.machine.ts';
-import { PHASE, type PhaseName, type PatchStatusName } from '../machines/phases.ts';
 import {
-  phaseOf,
   statePath,
   withEffects,
   type BackupOutput,
@@ -32,7 +35,7 @@ import {
   type UpdateEvent,
   type UpdatePolicy,
 } from '../machines/update.machine.ts';
-import { DurableStore } from './durable.ts';
+import { DurableStore, type ParkedWrite } from './durable.ts';
 import {
   loadPatchMeta,
   MACHINE_ID,
@@ -40,13 +43,22 @@ import {
   type LoadedMeta,
   type MetaFiles,
 } from './update-store.ts';
+import { describe, type ParkedStatus, type UpdateStatus } from './update-status.ts';
+
+// The status shape and describe() live in update-status.ts (no XState, for `boxkeeper status`).
+export type { UpdateVersionStatus } from './update-status.ts';
+export { describe, type UpdateStatus };
 
 type Out<T> = Omit<T, 'at'>;
 type None = Record<string, never>;
 
+/** patch.meta's mode on POSIX (on Windows its directory's ACL does it: cli/private-files.ts). */
+const PRIVATE = { mode: 0o600 };
+
 /** What each effect does; services/update-effects.ts implements them against the box. */
 export interface UpdateEffects {
   checkVersion(input: None, signal: AbortSignal): Promise<Out<CheckOutput>>;
+  admitVersions(input: { versions: PatchEffectInput[] }, signal: AbortSignal): Promise<void>;
   listTasks(input: None, signal: AbortSignal): Promise<Out<TasksOutput>>;
   listPausedTasks(input: { until: number }, signal: AbortSignal): Promise<Out<TasksOutput>>;
   pauseTasks(input: { tasks: TaskNo[] }, signal: AbortSignal): Promise<void>;
@@ -73,32 +85,6 @@ export interface UpdateEffects {
   applyConfig(input: PatchEffectInput, signal: AbortSignal): Promise<void>;
 }
 
-export interface UpdateVersionStatus {
-  versionNum: string;
-  versionCode: string;
-  status: PatchStatusName;
-  /** The version's machine state, e.g. 'applying.sql'. */
-  state: string;
-  remark: string;
-  lastError: string | null;
-  progress?: { done: number; total: number };
-}
-
-export interface UpdateStatus {
-  state: string;
-  phase: PhaseName;
-  phaseNumber: number;
-  mark: number;
-  versions: UpdateVersionStatus[];
-  pausedTasks: TaskNo[] | null;
-  backup: string | null;
-  lastBackup: string | null;
-  nextCheckAt: string | null;
-  lastError: string | null;
-  lastResult: string | null;
-  seq: number;
-}
-
 export interface TraceSink {
   write(line: string): void;
 }
@@ -120,6 +106,13 @@ export interface UpdateEngineDeps {
   periodicChecks?: boolean;
   /** A patch.meta write failed: the agent must stop (fail-stop) and resume from the file. */
   onFatal: (err: unknown) => void;
+  /**
+   * A patch.meta write the disk refuses parks the update and is retried (the daemon); without
+   * it such a write is fatal too (a command run in-process reports it and exits).
+   */
+  waitForDisk?: boolean;
+  /** Backoff of those retries (default 1 s doubling to 15 s). */
+  diskRetryDelay?: { initialMs: number; maxMs: number };
 }
 
 /** States in which the box services must stay stopped (the install has taken them down). */
@@ -156,9 +149,18 @@ function buildMachine(
   gate: (name: string, fn: EffectFn) => AnyActorLogic,
   e: UpdateEffects,
   now: () => number,
+  trace: TraceSink | undefined,
 ) {
   // A wait has no effect to gate: after a crash it simply sleeps towards the same deadline.
   const waitUntil = fromPromise<Timed, { until: number }>(async ({ input, signal, self }) => {
+    // In the trace, so a reader sees what the agent waits for, and until when.
+    trace?.write(
+      JSON.stringify({
+        t: new Date(now()).toISOString(),
+        wait: self.id,
+        until: Number.isFinite(input.until) ? new Date(input.until).toISOString() : input.until,
+      }),
+    );
     if (!periodicChecks && self.id === 'waitForCheck') {
       await new Promise<void>((resolve) => {
         signal.addEventListener('abort', () => resolve(), { once: true });
@@ -200,6 +202,7 @@ export class UpdateEngine {
   private readonly listeners = new Set<(s: UpdateStatus) => void>();
   private readonly progress = new Map<string, { done: number; total: number }>();
   private lastPath = '';
+  private parkedStatus: ParkedStatus | null = null;
 
   constructor(deps: UpdateEngineDeps) {
     this.d = deps;
@@ -243,7 +246,8 @@ export class UpdateEngine {
       machineId: MACHINE_ID,
       machineVersion: MACHINE_VERSION,
       initialSeq: loaded.seq,
-      write: (text) => this.d.metaFiles.fs.writeAtomic(this.d.metaPath, text),
+      // It holds the cloud's config map (passwords): readable by the agent's user only.
+      write: (text) => this.d.metaFiles.fs.writeAtomic(this.d.metaPath, text, PRIVATE),
       onFatal: (err) => {
         log.fatal(
           { err: errorMessage(err), file: this.d.metaPath },
@@ -252,6 +256,13 @@ export class UpdateEngine {
         this.d.onFatal(err);
       },
       now: () => new Date(this.now()),
+      ...(this.d.waitForDisk === true
+        ? {
+            retryable: (err: unknown) => storageErrorOf(err) !== undefined,
+            onParked: (p: ParkedWrite | null) => this.onParked(p),
+            ...(this.d.diskRetryDelay === undefined ? {} : { retryDelay: this.d.diskRetryDelay }),
+          }
+        : {}),
     });
     this.store = store;
     const now = this.now;
@@ -262,17 +273,27 @@ export class UpdateEngine {
     ) =>
       fromPromise<O & Timed, I>(async ({ input, self, signal }) => {
         await Promise.race([store.whenDurable(self), abortable(signal)]);
-        trace?.write(JSON.stringify({ t: new Date(now()).toISOString(), effect: name, input }));
+        // Inputs carry the cloud's config map (callboxPassword …): a trace keeps no secret.
+        trace?.write(
+          JSON.stringify({
+            t: new Date(now()).toISOString(),
+            effect: name,
+            input: maskSecrets(input),
+          }),
+        );
         log.debug({ effect: name }, 'effect starts');
         try {
           const out = ((await fn(input, signal)) ?? {}) as O;
           return { ...out, at: now() };
         } catch (err) {
-          log.warn({ effect: name, err: errorMessage(err) }, 'effect failed');
-          throw stampError(err, now());
+          // A disk that refused a write is said plainly (file, cause, what to do), no errno text.
+          const clear = describeStorageError(err);
+          const failure = clear === undefined ? err : new Error(clear, { cause: err });
+          log.warn({ effect: name, err: errorMessage(failure) }, 'effect failed');
+          throw stampError(failure, now());
         }
       });
-    const machine = buildMachine(this.d.periodicChecks ?? true, gate, this.d.effects, now);
+    const machine = buildMachine(this.d.periodicChecks ?? true, gate, this.d.effects, now, trace);
     const inspect = (ev: InspectionEvent) => {
       store.inspect(ev);
       this.traceEvent(ev);
@@ -293,6 +314,35 @@ export class UpdateEngine {
     actor.start();
     // A restored machine writes its state once more (and so passes its gates).
     store.record();
+    this.notify();
+  }
+
+  private onParked(p: ParkedWrite | null): void {
+    const log = this.d.logger;
+    if (p === null) {
+      log.warn(
+        { file: this.d.metaPath, since: this.parkedStatus?.since },
+        'patch.meta written again; the update goes on',
+      );
+      this.parkedStatus = null;
+    } else {
+      const reason = isDiskFull(p.error)
+        ? 'waiting for disk space'
+        : `waiting for ${this.d.metaPath} to be writable`;
+      const error = describeStorageError(p.error, this.d.metaPath) ?? errorMessage(p.error);
+      if (this.parkedStatus === null)
+        log.error(
+          { file: this.d.metaPath, err: error },
+          `cannot save patch.meta: the update is parked, ${reason} (retried until it works)`,
+        );
+      this.parkedStatus = {
+        reason,
+        error,
+        since: p.since,
+        attempts: p.attempts,
+        nextRetryAt: p.nextRetryAt,
+      };
+    }
     this.notify();
   }
 
@@ -359,7 +409,10 @@ export class UpdateEngine {
   status(): UpdateStatus {
     const actor = this.actor;
     if (actor === undefined) throw new Error('update engine not started');
-    return describe(actor.getPersistedSnapshot() as never, this.store?.lastSeq ?? 0, this.progress);
+    return {
+      ...describe(actor.getPersistedSnapshot() as never, this.store?.lastSeq ?? 0, this.progress),
+      parked: this.parkedStatus,
+    };
   }
 
   /** Resolves once the machine rests (idle or waiting for an install) and has written it. */
@@ -384,70 +437,6 @@ export class UpdateEngine {
     this.actor?.stop();
     await store?.flush().catch(() => undefined);
   }
-}
-
-interface SnapLike {
-  value: unknown;
-  context: {
-    mark: number;
-    versions: Array<{
-      id: string;
-      versionNum: string;
-      versionCode: string;
-      status: PatchStatusName;
-      remark: string;
-    }>;
-    pausedTasks: TaskNo[] | null;
-    backup: string | null;
-    lastBackup: string | null;
-    nextCheckAt: number;
-    lastError: string | null;
-    lastResult: string | null;
-  };
-  children: Record<
-    string,
-    { snapshot?: { value?: unknown; context?: { lastError?: string | null } } } | undefined
-  >;
-}
-
-/** Status from a persisted snapshot (also used by `boxkeeper status` without a daemon). */
-export function describe(
-  snap: SnapLike,
-  seq: number,
-  progress: Map<string, { done: number; total: number }> = new Map(),
-): UpdateStatus {
-  const c = snap.context;
-  const phase = phaseOf(snap.value, c as never);
-  const state = statePath(snap.value);
-  return {
-    state,
-    phase,
-    phaseNumber: PHASE[phase],
-    mark: c.mark,
-    versions: c.versions.map((v) => {
-      const child = snap.children[v.id]?.snapshot;
-      const p = progress.get(v.versionCode);
-      return {
-        versionNum: v.versionNum,
-        versionCode: v.versionCode,
-        status: child?.value === undefined ? v.status : patchStatusOf(child.value),
-        state: child?.value === undefined ? '?' : statePath(child.value),
-        remark: v.remark,
-        lastError: child?.context?.lastError ?? null,
-        ...(p !== undefined ? { progress: p } : {}),
-      };
-    }),
-    pausedTasks: c.pausedTasks,
-    backup: c.backup,
-    lastBackup: c.lastBackup,
-    nextCheckAt:
-      (state === 'idle' || state === 'awaitingInstall') && c.nextCheckAt > 0
-        ? new Date(c.nextCheckAt).toISOString()
-        : null,
-    lastError: c.lastError,
-    lastResult: c.lastResult,
-    seq,
-  };
 }
 
 /**
@@ -482,7 +471,7 @@ export async function recordEvent(
       savedAt: metaFiles.now().toISOString(),
       snapshot: actor.getPersistedSnapshot(),
     };
-    await metaFiles.fs.writeAtomic(metaPath, JSON.stringify(envelope));
+    await metaFiles.fs.writeAtomic(metaPath, JSON.stringify(envelope), PRIVATE);
     return statePath(actor.getSnapshot().value);
   } finally {
     actor.stop();

@@ -15,9 +15,11 @@ import {
   type UpdatePolicy,
 } from '../machines/update.machine.ts';
 import type { Envelope } from './durable.ts';
+import { installProblems } from './install-consistency.ts';
 import { parseLegacyPatchMeta } from './legacy-meta.ts';
 
 export const META_FORMAT = 1;
+const MAX_META_BYTES = 16 * 1024 ** 2;
 export const MACHINE_ID = 'update';
 /** Recorded in the envelope: both machines' versions, so a change of either is noticed. */
 export const MACHINE_VERSION = `${UPDATE_MACHINE_VERSION}+patch${PATCH_MACHINE_VERSION}`;
@@ -109,6 +111,9 @@ const MIGRATIONS: Record<string, (e: Envelope<PersistedSnapshot>) => Envelope<Pe
       machineVersion: '2+patch1',
       snapshot: { ...e.snapshot, context: { ...e.snapshot.context, adoptPaused: false } },
     }),
+    // Update machine 3 adds the states `installing.starting` and `installing.admitting` (the
+    // signed-patch admission), which no version-2 snapshot can be in; the context is the same.
+    '2+patch1': (e) => ({ ...e, machineVersion: '3+patch1' }),
   };
 
 interface StateNodeLike {
@@ -190,6 +195,7 @@ export function resumeProblems(snapshot: PersistedSnapshot): string[] {
     if (!invoked.includes(id) && !versionIds.has(id))
       problems.push(`child "${id}" belongs to no active invoke and no version (orphan)`);
   }
+  problems.push(...installProblems(snapshot.value, parsed.data));
   if (problems.length === 0) {
     // Let XState itself try: an unknown state or broken child shows as status 'error'.
     const actor = createActor(updateMachine, { snapshot } as never);
@@ -235,13 +241,18 @@ export async function loadPatchMeta(
   const stale = await removeStaleTemps(path, io.fs);
   if (stale.length > 0) notes.push(`removed ${stale.length} temp file(s) of an interrupted write`);
   if (!(await io.fs.exists(path))) return { kind: 'fresh', input: { policy }, seq: 0, notes };
-  const text = Buffer.from(await io.fs.readFile(path)).toString('utf8');
+  const bytes = await io.fs.readFile(path);
   const recover = async (why: string, seq = 0): Promise<LoadedMeta> => {
     const aside = await setAside(path, 'rejected', io);
     const reason = `patch.meta was unusable (${why}); kept as ${basename(aside)}`;
     notes.push(reason);
     return { kind: 'recover', input: { policy, recover: reason }, seq, notes };
   };
+  // What the [limits] defaults let in fits many times over; more is not a file this agent (or
+  // the Python tool with the cloud's caps) wrote, and would carry text past [limits] text_length.
+  if (bytes.length > MAX_META_BYTES)
+    return recover(`${bytes.length} bytes, over the 16 MiB a patch.meta may have`);
+  const text = Buffer.from(bytes).toString('utf8');
 
   const legacy = parseLegacyPatchMeta(text);
   if (legacy.kind === 'python') {

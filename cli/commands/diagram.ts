@@ -4,7 +4,7 @@ import { ExitCode, isErrnoCode } from '../../adapters/errors.ts';
 import { writeFileAtomic } from '../../adapters/fs-atomic.ts';
 import { loadDotRenderer } from '../../adapters/graphviz.ts';
 import { diagramFiles, REGENERATE_HINT, staleDiagramFiles } from '../../services/diagram.ts';
-import type { Command } from './index.ts';
+import type { CommandArgs } from './index.ts';
 
 async function readOrNull(path: string): Promise<Uint8Array | null> {
   try {
@@ -33,52 +33,35 @@ async function repoRoot(from: string): Promise<string> {
   }
 }
 
-export const diagramCommand: Command = {
-  name: 'diagram',
-  summary: 'Write pictures of the statecharts (Mermaid + SVG) into docs/diagrams/',
-  usage: '[--out DIR] [--check]',
-  description:
-    'Draws the update cycle, the per-version patch machine and the service supervision machine\n' +
-    'from their definitions: <name>.mmd (Mermaid stateDiagram-v2) and <name>.svg (Graphviz, rendered\n' +
-    'offline) for update, patch and service. Output is deterministic. Needs no settings.ini.\n' +
-    'With --check nothing is written: exit 1 and list the files that are missing or out of date.',
-  options: {
-    out: {
-      type: 'string',
-      help: 'directory to write to (default: docs/diagrams of the boxkeeper checkout, else of .)',
-    },
-    check: { type: 'boolean', help: 'only compare with the files in --out; exit 1 if stale' },
-  },
-  async run(args) {
-    const out =
-      typeof args.values.out === 'string'
-        ? resolve(args.values.out)
-        : join(await repoRoot(process.cwd()), 'docs', 'diagrams');
-    const files = diagramFiles(await loadDotRenderer());
-    const committed = new Map<string, Uint8Array | null>();
-    for (const f of files) committed.set(f.name, await readOrNull(join(out, f.name)));
-    const stale = staleDiagramFiles(files, committed);
+export async function run(args: CommandArgs): Promise<ExitCode> {
+  const out =
+    typeof args.values.out === 'string'
+      ? resolve(args.values.out)
+      : join(await repoRoot(process.cwd()), 'docs', 'diagrams');
+  const files = diagramFiles(await loadDotRenderer());
+  const committed = new Map<string, Uint8Array | null>();
+  for (const f of files) committed.set(f.name, await readOrNull(join(out, f.name)));
+  const stale = staleDiagramFiles(files, committed);
 
-    if (args.values.check === true) {
-      if (stale.length === 0) {
-        process.stdout.write(`diagrams in ${out} are up to date (${files.length} files)\n`);
-        return ExitCode.ok;
-      }
-      process.stderr.write(
-        `stale diagrams in ${out}:\n${stale.map((n) => `  ${n}`).join('\n')}\n${REGENERATE_HINT}\n`,
-      );
-      // 1, like `git diff --exit-code`: a difference was found, nothing is broken.
-      return ExitCode.internal;
+  if (args.values.check === true) {
+    if (stale.length === 0) {
+      process.stdout.write(`diagrams in ${out} are up to date (${files.length} files)\n`);
+      return ExitCode.ok;
     }
-
-    for (const f of files) {
-      if (stale.includes(f.name)) await writeFileAtomic(join(out, f.name), f.contents);
-    }
-    process.stdout.write(
-      files
-        .map((f) => `${stale.includes(f.name) ? 'wrote    ' : 'unchanged'} ${join(out, f.name)}\n`)
-        .join(''),
+    process.stderr.write(
+      `stale diagrams in ${out}:\n${stale.map((n) => `  ${n}`).join('\n')}\n${REGENERATE_HINT}\n`,
     );
-    return ExitCode.ok;
-  },
-};
+    // 1, like `git diff --exit-code`: a difference was found, nothing is broken.
+    return ExitCode.internal;
+  }
+
+  for (const f of files) {
+    if (stale.includes(f.name)) await writeFileAtomic(join(out, f.name), f.contents);
+  }
+  process.stdout.write(
+    files
+      .map((f) => `${stale.includes(f.name) ? 'wrote    ' : 'unchanged'} ${join(out, f.name)}\n`)
+      .join(''),
+  );
+  return ExitCode.ok;
+}

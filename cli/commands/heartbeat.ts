@@ -2,46 +2,36 @@ import { ExitCode } from '../../adapters/errors.ts';
 import { loadBoxConfig } from '../../services/box-config.ts';
 import { sendHeartbeat } from '../../services/heartbeat.ts';
 import { freeswitchMatcher, javaMatcher } from '../../services/supervisor.ts';
-import { cloudFor, fsCliFor, loadContext, realWorld, settingsOption } from '../context.ts';
-import type { Command } from './index.ts';
+import { cloudFor, fsCliFor, loadContext, realWorld } from '../context.ts';
+import type { CommandArgs } from './index.ts';
 
-export const heartbeatCommand: Command = {
-  name: 'heartbeat',
-  summary: 'Send one heartbeat now and exit',
-  usage: '[--settings PATH]',
-  description:
-    'Collects the 13 heartbeat items (as the daemon does, including keeping numconvert\n' +
-    'registered while callbox is), sends them and prints what was sent. Exit 4 if the\n' +
-    'cloud rejects or cannot be reached.',
-  options: { ...settingsOption },
-  async run(args) {
-    const ctx = await loadContext(args, 'none');
-    const { settings, log } = ctx;
-    try {
-      const boxConfig = await loadBoxConfig(settings.paths.config, realWorld.files.readFile);
-      const fsCli = fsCliFor(settings);
-      const report = await sendHeartbeat({
-        cloud: cloudFor(ctx, () => boxConfig),
-        boxConfig: () => Promise.resolve(boxConfig),
-        fsCli,
-        processes: realWorld.processes,
-        system: realWorld.system,
-        isJava: javaMatcher(settings.paths.jar, settings.platform),
-        isFreeswitch: freeswitchMatcher(settings.paths.fs, settings.platform),
-        boxRoot: settings.paths.boxRoot,
-        sendAccessSecret: settings.general.sendAccessSecret,
-        logger: log.logger,
-      });
-      const shown = report.items.map(
-        (i) =>
-          `  ${i.key.padEnd(15)}${i.key === 'access_secret' && i.value !== '' ? '(sent)' : JSON.stringify(i.value)}`,
-      );
-      process.stdout.write(
-        `heartbeat sent (versionCode ${report.versionCode}):\n${shown.join('\n')}\n`,
-      );
-      return ExitCode.ok;
-    } finally {
-      log.close();
-    }
-  },
-};
+export async function run(args: CommandArgs): Promise<ExitCode> {
+  const ctx = await loadContext(args, 'none');
+  const { settings, log } = ctx;
+  try {
+    const boxConfig = await loadBoxConfig(settings.paths.config, realWorld.files.readFile);
+    const fsCli = fsCliFor(settings);
+    const report = await sendHeartbeat({
+      cloud: cloudFor(ctx, () => boxConfig),
+      boxConfig: () => Promise.resolve(boxConfig),
+      fsCli,
+      processes: realWorld.processes,
+      system: realWorld.system,
+      isJava: javaMatcher(settings.paths.jar, settings.platform),
+      isFreeswitch: freeswitchMatcher(settings.paths.fs, settings.platform),
+      boxRoot: settings.paths.boxRoot,
+      sendAccessSecret: settings.general.sendAccessSecret,
+      logger: log.logger,
+    });
+    const shown = report.items.map(
+      (i) =>
+        `  ${i.key.padEnd(15)}${i.key === 'access_secret' && i.value !== '' ? '(sent)' : JSON.stringify(i.value)}`,
+    );
+    process.stdout.write(
+      `heartbeat sent (versionCode ${report.versionCode}):\n${shown.join('\n')}\n`,
+    );
+    return ExitCode.ok;
+  } finally {
+    log.close();
+  }
+}

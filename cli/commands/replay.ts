@@ -3,9 +3,9 @@
 // there until they rest, printing every transition (NDJSON) on stdout. Safe by construction:
 // files are written only inside DIR, the box services are neither stopped nor started, cloud
 // tasks are neither paused nor resumed, and no version check runs on the timer.
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { decodeConfigText } from '../../adapters/ini.ts';
 import { BoxkeeperError, ExitCode, UsageError } from '../../adapters/errors.ts';
 import { nodePatchFs, type PatchFs } from '../../adapters/patch-fs.ts';
@@ -17,7 +17,7 @@ import { loadSettings } from '../../services/settings.ts';
 import type { ServiceControl } from '../../services/update-effects.ts';
 import { realWorld, createBoxAgent } from '../context.ts';
 import { createUpdateRuntime } from '../updates.ts';
-import type { Command } from './index.ts';
+import type { CommandArgs } from './index.ts';
 
 function inside(dir: string, path: string): boolean {
   const rel = relative(dir, resolve(path));
@@ -33,8 +33,8 @@ function confined(dir: string, say: (what: string) => void): PatchFs {
   };
   return {
     ...nodePatchFs,
-    writeAtomic: async (p, d) => {
-      if (!outside(p, 'write')) await nodePatchFs.writeAtomic(p, d);
+    writeAtomic: async (p, d, o) => {
+      if (!outside(p, 'write')) await nodePatchFs.writeAtomic(p, d, o);
     },
     copyFileAtomic: async (s, d) =>
       outside(d, 'copy to') ? true : nodePatchFs.copyFileAtomic(s, d),
@@ -50,126 +50,108 @@ function confined(dir: string, say: (what: string) => void): PatchFs {
   };
 }
 
-export const replayCommand: Command = {
-  name: 'replay',
-  summary: 'Re-run an update from a patch.meta against a copy of a box, printing its transitions',
-  usage: '<patch.meta> --box DIR [--settings PATH] [--timeout SECONDS]',
-  description:
-    'Copies <patch.meta> into the box copy DIR and runs the update statecharts from that state\n' +
-    'until they rest, printing each transition and effect as one JSON line. For debugging: files\n' +
-    'are written only inside DIR (others are reported), services are not stopped or started, cloud\n' +
-    'tasks are not paused\n' +
-    'or resumed, calls count as none. The cloud of the box settings is asked for versions and\n' +
-    'files. Settings: --settings, else DIR/RemoteManagerDist/settings/settings.ini; its\n' +
-    '[paths] box_root is taken to be DIR.',
-  options: {
-    box: { type: 'string', help: 'a copy of the box directory (it is modified)' },
-    settings: { type: 'string', help: 'settings.ini of the box copy' },
-    timeout: { type: 'string', help: 'seconds to run at most (default 600)' },
-    inspect: { type: 'string', help: 'also stream to a Stately inspector at ws://HOST:PORT' },
-  },
-  positionals: true,
-  async run(args) {
-    const metaFile = args.positionals[0];
-    const boxArg = args.values.box;
-    if (metaFile === undefined || typeof boxArg !== 'string')
-      throw new UsageError('usage: boxkeeper replay <patch.meta> --box DIR');
-    const box = resolve(boxArg);
-    const timeoutSec = typeof args.values.timeout === 'string' ? Number(args.values.timeout) : 600;
-    if (!Number.isFinite(timeoutSec) || timeoutSec <= 0)
-      throw new UsageError('--timeout must be a number of seconds > 0');
-    const settingsFile =
-      typeof args.values.settings === 'string'
-        ? resolve(args.values.settings)
-        : join(box, 'RemoteManagerDist', 'settings', 'settings.ini');
-    // The copy's settings with box_root pointing at the copy (in a temp file: DIR stays as it is).
-    const original = decodeConfigText(
-      await readFile(settingsFile).catch(() => {
-        throw new UsageError(`no settings.ini at ${settingsFile}; pass --settings`);
-      }),
-    );
-    const inspector =
-      typeof args.values.inspect === 'string' ? connectInspector(args.values.inspect) : undefined;
-    const tmp = await mkdtemp(join(tmpdir(), 'bk-replay-'));
-    try {
-      const tmpSettings = join(tmp, 'settings.ini');
-      await writeFile(tmpSettings, mergeIniText(original, `[paths]\nbox_root = ${box}\n`).text);
-      const { settings } = await loadSettings(tmpSettings, {
-        readFile: realWorld.files.readFile,
-        registry: platformRegistry(process.platform),
-        platform: process.platform,
-      });
-      if (!inside(box, settings.paths.patchMeta))
-        throw new BoxkeeperError(
-          `patch.meta path ${settings.paths.patchMeta} is outside ${box}`,
-          ExitCode.config,
-        );
-      await mkdir(dirname(settings.paths.patchMeta), { recursive: true });
-      await copyFile(resolve(metaFile), settings.paths.patchMeta);
+export async function run(args: CommandArgs): Promise<ExitCode> {
+  const metaFile = args.positionals[0];
+  const boxArg = args.values.box;
+  if (metaFile === undefined || typeof boxArg !== 'string')
+    throw new UsageError('usage: boxkeeper replay <patch.meta> --box DIR');
+  const box = resolve(boxArg);
+  const timeoutSec = typeof args.values.timeout === 'string' ? Number(args.values.timeout) : 600;
+  if (!Number.isFinite(timeoutSec) || timeoutSec <= 0)
+    throw new UsageError('--timeout must be a number of seconds > 0');
+  const settingsFile =
+    typeof args.values.settings === 'string'
+      ? resolve(args.values.settings)
+      : join(box, 'RemoteManagerDist', 'settings', 'settings.ini');
+  // The copy's settings with box_root pointing at the copy (in a temp file: DIR stays as it is).
+  const original = decodeConfigText(
+    await readFile(settingsFile).catch(() => {
+      throw new UsageError(`no settings.ini at ${settingsFile}; pass --settings`);
+    }),
+  );
+  const inspector =
+    typeof args.values.inspect === 'string' ? connectInspector(args.values.inspect) : undefined;
+  const tmp = await mkdtemp(join(tmpdir(), 'bk-replay-'));
+  try {
+    const tmpSettings = join(tmp, 'settings.ini');
+    await writeFile(tmpSettings, mergeIniText(original, `[paths]\nbox_root = ${box}\n`).text);
+    const { settings } = await loadSettings(tmpSettings, {
+      readFile: realWorld.files.readFile,
+      registry: platformRegistry(process.platform),
+      platform: process.platform,
+    });
+    if (!inside(box, settings.paths.patchMeta))
+      throw new BoxkeeperError(
+        `patch.meta path ${settings.paths.patchMeta} is outside ${box}`,
+        ExitCode.config,
+      );
+    // Read, then written (not copyFile): a failure names the side that failed. It holds the
+    // cloud's config map, so the copy is private as the original (0600).
+    const meta = await realWorld.files.readFile(resolve(metaFile));
+    await realWorld.files.writeAtomic(settings.paths.patchMeta, meta, { mode: 0o600 });
 
-      const log = createLogger({
-        level: settings.general.logLevel,
-        dir: join(tmp, 'logs'),
-        retentionDays: 1,
-        console: 'none',
-      });
-      const ctx = { settings, log };
-      const say = (what: string): void => {
-        process.stdout.write(`${JSON.stringify({ replay: what })}\n`);
+    const log = createLogger({
+      level: settings.general.logLevel,
+      dir: join(tmp, 'logs'),
+      retentionDays: 1,
+      console: 'none',
+    });
+    const ctx = { settings, log };
+    const say = (what: string): void => {
+      process.stdout.write(`${JSON.stringify({ replay: what })}\n`);
+    };
+    try {
+      const { agent, cloud, boxApp } = await createBoxAgent(ctx);
+      const services: ServiceControl = {
+        stopAll: () => Promise.resolve(say('services would be stopped')),
+        startAll: () => Promise.resolve(say('services would be started and checked')),
+        releaseAll: () => say('services would be released'),
+        isRunning: () => Promise.resolve(false),
       };
-      try {
-        const { agent, cloud, boxApp } = await createBoxAgent(ctx);
-        const services: ServiceControl = {
-          stopAll: () => Promise.resolve(say('services would be stopped')),
-          startAll: () => Promise.resolve(say('services would be started and checked')),
-          releaseAll: () => say('services would be released'),
-          isRunning: () => Promise.resolve(false),
-        };
-        const runtime = await createUpdateRuntime(
-          ctx,
-          agent,
-          cloud,
-          boxApp,
-          (err) => say(`patch.meta write failed: ${String(err)}`),
-          {
-            periodicChecks: false,
-            fs: confined(box, say),
-            services,
-            pausedTasks: () => {
-              say("the box app's paused tasks would be adopted (none in a replay)");
-              return Promise.resolve([]);
-            },
-            cloud: {
-              ...cloud,
-              setTaskStatus: (tasks, op) =>
-                Promise.resolve(
-                  say(`tasks ${tasks.join(', ')} would be ${op === 1 ? 'paused' : 'resumed'}`),
-                ),
-            },
-            trace: { path: '(stdout)', write: (line) => process.stdout.write(`${line}\n`) },
-            ...(inspector === undefined ? {} : { inspect: inspector.inspect }),
+      const runtime = await createUpdateRuntime(
+        ctx,
+        agent,
+        cloud,
+        boxApp,
+        (err) => say(`patch.meta write failed: ${String(err)}`),
+        {
+          periodicChecks: false,
+          fs: confined(box, say),
+          services,
+          pausedTasks: () => {
+            say("the box app's paused tasks would be adopted (none in a replay)");
+            return Promise.resolve([]);
           },
-        );
-        try {
-          runtime.engine.start();
-          const status = await Promise.race([
-            runtime.engine.settled(timeoutSec * 1000),
-            runtime.exitRequested.then(() => runtime.engine.status()),
-          ]);
-          process.stdout.write(`${JSON.stringify({ final: status })}\n`);
-        } finally {
-          await runtime.close();
-        }
+          cloud: {
+            ...cloud,
+            setTaskStatus: (tasks, op) =>
+              Promise.resolve(
+                say(`tasks ${tasks.join(', ')} would be ${op === 1 ? 'paused' : 'resumed'}`),
+              ),
+          },
+          trace: { path: '(stdout)', write: (line) => process.stdout.write(`${line}\n`) },
+          ...(inspector === undefined ? {} : { inspect: inspector.inspect }),
+        },
+      );
+      try {
+        runtime.engine.start();
+        const status = await Promise.race([
+          runtime.engine.settled(timeoutSec * 1000),
+          runtime.exitRequested.then(() => runtime.engine.status()),
+        ]);
+        process.stdout.write(`${JSON.stringify({ final: status })}\n`);
       } finally {
-        log.close();
+        await runtime.close();
       }
-      return ExitCode.ok;
     } finally {
-      await rm(tmp, { recursive: true, force: true });
-      if (inspector !== undefined) {
-        inspector.close();
-        releaseProcess();
-      }
+      log.close();
     }
-  },
-};
+    return ExitCode.ok;
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+    if (inspector !== undefined) {
+      inspector.close();
+      releaseProcess();
+    }
+  }
+}

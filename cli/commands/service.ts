@@ -22,9 +22,9 @@ import {
   type ServiceKind,
 } from '../../services/service-definitions.ts';
 import { loadSettings, locateSettings, type Settings } from '../../services/settings.ts';
-import { agentInstall, realWorld, settingsOption } from '../context.ts';
+import { agentInstall, realWorld } from '../context.ts';
 import { controlFile } from '../updates.ts';
-import type { Command, CommandArgs } from './index.ts';
+import type { CommandArgs } from './index.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -183,112 +183,76 @@ async function stopAgent(settings: Settings): Promise<string> {
 
 const SUBCOMMANDS = ['install', 'uninstall', 'status', 'stop-agent'];
 
-export const serviceCommand: Command = {
-  name: 'service',
-  summary: 'Install, remove or show boxkeeper as an OS service (systemd, Windows)',
-  usage: 'install | uninstall | status [--dry-run] [--json] [--settings PATH]',
-  description:
-    'install    writes the service definition for "boxkeeper run --settings <settings.ini>"\n' +
-    '           (Linux: /etc/systemd/system/boxkeeper.service; Windows: a WinSW service\n' +
-    '           "boxkeeper" in <agent_data>\\service), enables and starts it.\n' +
-    'uninstall  stops the agent, disables and removes the service. Java and FreeSWITCH keep\n' +
-    '           running (the service manager signals the agent only).\n' +
-    'status     installed? enabled? active? as the service manager reports it.\n' +
-    '--dry-run  prints the definition and the commands it would run, and changes nothing.\n' +
-    '(stop-agent is what the Windows service runs to stop the agent.)',
-  positionals: true,
-  options: {
-    ...settingsOption,
-    'dry-run': { type: 'boolean', help: 'print the definition and the commands; change nothing' },
-    json: { type: 'boolean', help: 'status: print one JSON object' },
-    manager: {
-      type: 'string',
-      help: 'systemd or winsw (default: by OS; winsw for --dry-run only)',
-    },
-    'unit-dir': {
-      type: 'string',
-      help: 'systemd: where the unit goes (default /etc/systemd/system)',
-    },
-    'service-dir': {
-      type: 'string',
-      help: 'Windows: where the WinSW exe and XML go (default <agent_data>\\service)',
-    },
-    wrapper: {
-      type: 'string',
-      help: 'Windows: the WinSW exe to install (default <install>\\vendor\\winsw\\winsw.exe)',
-    },
-  },
-  async run(args) {
-    const [sub, ...extra] = args.positionals;
-    if (sub === undefined || !SUBCOMMANDS.includes(sub)) {
-      throw new UsageError(
-        `service needs one of: install, uninstall, status${sub === undefined ? '' : ` (got "${sub}")`}\nSee "boxkeeper service --help".`,
-      );
-    }
-    if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0] ?? ''}"`);
-    const dryRun = args.values['dry-run'] === true;
-    const managerOpt = args.values.manager;
-    let kind: ServiceKind;
-    if (managerOpt === undefined) kind = platformKind(process.platform);
-    else if (managerOpt === 'systemd' || managerOpt === 'winsw') kind = managerOpt;
-    else throw new UsageError(`--manager must be systemd or winsw, got "${String(managerOpt)}"`);
-    if (managerOpt !== undefined && kind !== platformKind(process.platform) && !dryRun) {
-      throw new UsageError(`--manager ${kind} on ${process.platform} works only with --dry-run`);
-    }
-    const overrides: ManagerOverrides = {};
-    const unitDir = stringOpt(args, 'unit-dir');
-    const serviceDir = stringOpt(args, 'service-dir');
-    const wrapper = stringOpt(args, 'wrapper');
-    if (unitDir !== undefined) overrides.unitDir = unitDir;
-    if (serviceDir !== undefined) overrides.serviceDir = serviceDir;
-    if (wrapper !== undefined) overrides.wrapper = wrapper;
-    const settings = await settingsFor(args);
-    const manager = serviceManagerFor(kind, settings, overrides);
-    const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
+export async function run(args: CommandArgs): Promise<ExitCode> {
+  const [sub, ...extra] = args.positionals;
+  if (sub === undefined || !SUBCOMMANDS.includes(sub)) {
+    throw new UsageError(
+      `service needs one of: install, uninstall, status${sub === undefined ? '' : ` (got "${sub}")`}\nSee "boxkeeper service --help".`,
+    );
+  }
+  if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0] ?? ''}"`);
+  const dryRun = args.values['dry-run'] === true;
+  const managerOpt = args.values.manager;
+  let kind: ServiceKind;
+  if (managerOpt === undefined) kind = platformKind(process.platform);
+  else if (managerOpt === 'systemd' || managerOpt === 'winsw') kind = managerOpt;
+  else throw new UsageError(`--manager must be systemd or winsw, got "${String(managerOpt)}"`);
+  if (managerOpt !== undefined && kind !== platformKind(process.platform) && !dryRun) {
+    throw new UsageError(`--manager ${kind} on ${process.platform} works only with --dry-run`);
+  }
+  const overrides: ManagerOverrides = {};
+  const unitDir = stringOpt(args, 'unit-dir');
+  const serviceDir = stringOpt(args, 'service-dir');
+  const wrapper = stringOpt(args, 'wrapper');
+  if (unitDir !== undefined) overrides.unitDir = unitDir;
+  if (serviceDir !== undefined) overrides.serviceDir = serviceDir;
+  if (wrapper !== undefined) overrides.wrapper = wrapper;
+  const settings = await settingsFor(args);
+  const manager = serviceManagerFor(kind, settings, overrides);
+  const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
 
-    if (sub === 'install') {
-      const definition = render(kind, settings);
-      if (dryRun) {
-        out(`# ${manager.definitionPath} (dry run: nothing written)\n${definition}`);
-        out(
-          `# would run:\n${(await manager.install(definition, true)).map((s) => `#   ${s}`).join('\n')}`,
-        );
-        return ExitCode.ok;
-      }
-      const steps = await manager.install(definition, false);
-      out(steps.map((s) => `done: ${s}`).join('\n'));
-      const st = await manager.status();
-      out(`boxkeeper service: ${st.active ? 'active' : 'NOT active'} (${st.detail})`);
-      return ExitCode.ok;
-    }
-    if (sub === 'uninstall') {
-      const steps = await manager.uninstall(dryRun);
-      out(steps.map((s) => `${dryRun ? 'would run' : 'done'}: ${s}`).join('\n'));
-      return ExitCode.ok;
-    }
-    if (sub === 'stop-agent') {
-      out(await stopAgent(settings));
-      return ExitCode.ok;
-    }
-    // status
+  if (sub === 'install') {
+    const definition = render(kind, settings);
     if (dryRun) {
+      out(`# ${manager.definitionPath} (dry run: nothing written)\n${definition}`);
       out(
-        `would run: ${kind === 'systemd' ? 'systemctl show boxkeeper.service --property=LoadState,UnitFileState,ActiveState,SubState,MainPID' : 'sc.exe query boxkeeper; sc.exe qc boxkeeper'}`,
+        `# would run:\n${(await manager.install(definition, true)).map((s) => `#   ${s}`).join('\n')}`,
       );
       return ExitCode.ok;
     }
+    const steps = await manager.install(definition, false);
+    out(steps.map((s) => `done: ${s}`).join('\n'));
     const st = await manager.status();
-    if (args.values.json === true) {
-      out(JSON.stringify(st));
-    } else {
-      const yn = (b: boolean) => (b ? 'yes' : 'no');
-      out(
-        `service:   boxkeeper (${st.manager})\n` +
-          `installed: ${yn(st.installed)}   (${st.definition})\n` +
-          `enabled:   ${yn(st.enabled)}\n` +
-          `active:    ${yn(st.active)}   (${st.detail}${st.mainPid === null ? '' : `, pid ${st.mainPid}`})`,
-      );
-    }
+    out(`boxkeeper service: ${st.active ? 'active' : 'NOT active'} (${st.detail})`);
     return ExitCode.ok;
-  },
-};
+  }
+  if (sub === 'uninstall') {
+    const steps = await manager.uninstall(dryRun);
+    out(steps.map((s) => `${dryRun ? 'would run' : 'done'}: ${s}`).join('\n'));
+    return ExitCode.ok;
+  }
+  if (sub === 'stop-agent') {
+    out(await stopAgent(settings));
+    return ExitCode.ok;
+  }
+  // status
+  if (dryRun) {
+    out(
+      `would run: ${kind === 'systemd' ? 'systemctl show boxkeeper.service --property=LoadState,UnitFileState,ActiveState,SubState,MainPID' : 'sc.exe query boxkeeper; sc.exe qc boxkeeper'}`,
+    );
+    return ExitCode.ok;
+  }
+  const st = await manager.status();
+  if (args.values.json === true) {
+    out(JSON.stringify(st));
+  } else {
+    const yn = (b: boolean) => (b ? 'yes' : 'no');
+    out(
+      `service:   boxkeeper (${st.manager})\n` +
+        `installed: ${yn(st.installed)}   (${st.definition})\n` +
+        `enabled:   ${yn(st.enabled)}\n` +
+        `active:    ${yn(st.active)}   (${st.detail}${st.mainPid === null ? '' : `, pid ${st.mainPid}`})`,
+    );
+  }
+  return ExitCode.ok;
+}

@@ -1,12 +1,19 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ExitCode } from '../../adapters/errors.ts';
+import {
+  describeStorageError,
+  errorMessage,
+  ExitCode,
+  isErrnoCode,
+} from '../../adapters/errors.ts';
 import { ownerAlive, readLockOwner } from '../../adapters/instance-lock.ts';
-import { statusPath, type AgentStatus } from '../../services/agent.ts';
+import { nodeProcesses } from '../../adapters/processes.ts';
+import type { AgentStatus } from '../../services/agent.ts';
+import { statusPath } from '../../services/agent-status.ts';
 import type { Settings } from '../../services/settings.ts';
-import { describe, type UpdateStatus } from '../../services/update-engine.ts';
-import { loadContext, realWorld, settingsOption } from '../context.ts';
-import type { Command } from './index.ts';
+import { describe, type UpdateStatus } from '../../services/update-status.ts';
+import { readCloudCa, readSettings } from '../settings-load.ts';
+import type { CommandArgs } from './index.ts';
 
 function ago(iso: string | undefined): string {
   if (iso === undefined) return 'never';
@@ -21,8 +28,9 @@ async function updateFromMeta(
   let text: string;
   try {
     text = await readFile(settings.paths.patchMeta, 'utf8');
-  } catch {
-    return null;
+  } catch (err) {
+    if (isErrnoCode(err, 'ENOENT')) return null;
+    return { error: describeStorageError(err, settings.paths.patchMeta) ?? errorMessage(err) };
   }
   try {
     const env = JSON.parse(text) as { seq?: number; snapshot?: Parameters<typeof describe>[0] };
@@ -40,6 +48,12 @@ function updateLines(u: UpdateStatus | { error: string } | null): string[] {
   if (u === null) return ['update:     no update state yet'];
   if ('error' in u) return [`update:     ${u.error}`];
   const lines = [`update:     ${u.state} (phase ${u.phaseNumber} ${u.phase})`];
+  // Older daemons' status.json has no `parked`.
+  const parked = (u as Partial<UpdateStatus>).parked ?? null;
+  if (parked !== null)
+    lines.push(
+      `  PARKED, ${parked.reason} since ${parked.since} (${parked.attempts} attempts, next ${parked.nextRetryAt}): ${parked.error}`,
+    );
   for (const v of u.versions) {
     const p = v.progress === undefined ? '' : ` ${v.progress.done}/${v.progress.total} chunks`;
     lines.push(
@@ -53,50 +67,48 @@ function updateLines(u: UpdateStatus | { error: string } | null): string[] {
   return lines;
 }
 
-export const statusCommand: Command = {
-  name: 'status',
-  summary: 'Show whether the agent runs, service states and the last heartbeat',
-  usage: '[--json] [--settings PATH]',
-  description:
-    'Reads the running agent’s status file ([paths] agent_data/status.json) and its lock.\n' +
-    'With --json prints one JSON object (running, status) for scripts.',
-  options: { ...settingsOption, json: { type: 'boolean', help: 'Print JSON' } },
-  async run(args) {
-    const { settings, log } = await loadContext(args, 'none');
+export async function run(args: CommandArgs): Promise<ExitCode> {
+  // Only what status shows is loaded: no cloud client, agent or statecharts; the logger only
+  // when there are settings warnings to record.
+  const { settings, warnings } = await readSettings(args);
+  if (warnings.length > 0) {
+    const { openLog } = await import('../context.ts');
+    const log = await openLog(settings, 'none');
+    for (const w of warnings) log.logger.warn(w);
     log.close();
-    const owner = await readLockOwner(join(settings.paths.agentData, 'agent.lock'));
-    const running = await ownerAlive(owner, realWorld.processes);
-    const status = await readFile(statusPath(settings), 'utf8').then(
-      (text) => JSON.parse(text) as AgentStatus,
-      () => null,
+  }
+  await readCloudCa(settings);
+  const owner = await readLockOwner(join(settings.paths.agentData, 'agent.lock'));
+  const running = await ownerAlive(owner, nodeProcesses);
+  const status = await readFile(statusPath(settings), 'utf8').then(
+    (text) => JSON.parse(text) as AgentStatus,
+    () => null,
+  );
+  const update = running && status?.update != null ? status.update : await updateFromMeta(settings);
+  if (args.values.json === true) {
+    process.stdout.write(
+      `${JSON.stringify({ running, pid: running ? owner?.pid : null, box: settings.paths.boxRoot, status, update })}\n`,
     );
-    const update =
-      running && status?.update != null ? status.update : await updateFromMeta(settings);
-    if (args.values.json === true) {
-      process.stdout.write(
-        `${JSON.stringify({ running, pid: running ? owner?.pid : null, box: settings.paths.boxRoot, status, update })}\n`,
-      );
-      return ExitCode.ok;
-    }
-    const lines = [
-      `agent:      ${running ? `running (pid ${owner?.pid})` : 'not running'}`,
-      `box:        ${settings.paths.boxRoot}${status === null ? '' : ` (version ${status.box.version})`}`,
-    ];
-    if (status !== null) {
-      if (!running) lines.push(`last seen:  ${ago(status.updatedAt)} (status below is from then)`);
-      for (const name of ['java', 'freeswitch'] as const) {
-        const s = status.services[name];
-        lines.push(
-          `${name.padEnd(11)} ${s === undefined ? 'not supervised' : `${s.status}${s.pid === null ? '' : ` (pid ${s.pid})`} since ${ago(s.since)}${s.lastError === null ? '' : `; last error: ${s.lastError}`}`}`,
-        );
-      }
-      const hb = status.heartbeat;
-      lines.push(
-        `heartbeat:  ${hb.sent} sent, ${hb.failed} failed; last ${hb.last === null ? 'never' : `${ago(hb.last.at)} ${hb.last.ok ? 'ok' : `FAILED: ${hb.last.error ?? ''}`}`}`,
-      );
-    }
-    lines.push(...updateLines(update));
-    process.stdout.write(`${lines.join('\n')}\n`);
     return ExitCode.ok;
-  },
-};
+  }
+  const lines = [
+    `agent:      ${running ? `running (pid ${owner?.pid})` : 'not running'}`,
+    `box:        ${settings.paths.boxRoot}${status === null ? '' : ` (version ${status.box.version})`}`,
+  ];
+  if (status !== null) {
+    if (!running) lines.push(`last seen:  ${ago(status.updatedAt)} (status below is from then)`);
+    for (const name of ['java', 'freeswitch'] as const) {
+      const s = status.services[name];
+      lines.push(
+        `${name.padEnd(11)} ${s === undefined ? 'not supervised' : `${s.status}${s.pid === null ? '' : ` (pid ${s.pid})`} since ${ago(s.since)}${s.lastError === null ? '' : `; last error: ${s.lastError}`}`}`,
+      );
+    }
+    const hb = status.heartbeat;
+    lines.push(
+      `heartbeat:  ${hb.sent} sent, ${hb.failed} failed; last ${hb.last === null ? 'never' : `${ago(hb.last.at)} ${hb.last.ok ? 'ok' : `FAILED: ${hb.last.error ?? ''}`}`}`,
+    );
+  }
+  lines.push(...updateLines(update));
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return ExitCode.ok;
+}

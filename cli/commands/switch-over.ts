@@ -19,7 +19,7 @@ import {
   locateSwitchOverSettings,
 } from '../../services/switch-over.ts';
 import { agentInstall, loadContext, realWorld } from '../context.ts';
-import type { Command } from './index.ts';
+import type { CommandArgs } from './index.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -52,147 +52,130 @@ async function noServiceManager(platform: NodeJS.Platform): Promise<string | nul
     : 'no running systemd: /run/systemd/system is absent';
 }
 
-export const switchOverCommand: Command = {
-  name: 'switch-over',
-  summary: '(internal) Take a box over from the Python tool; started by the patch entrypoint',
-  usage: '[--settings PATH] [--from-patch V] [--timeout SECONDS]',
-  description:
-    'Installs the package it runs from as <manager_dir>/boxkeeper (verified against its\n' +
-    'MANIFEST.json; an install that verifies is kept), registers and starts the service\n' +
-    '(boxkeeper service install; without a service manager: the agent started detached), then\n' +
-    "waits until the agent runs. Uses the Python tool's settings.ini unchanged: --settings, else\n" +
-    './settings/settings.ini, else <box>\\RemoteManagerDist\\settings\\settings.ini (registry).\n' +
-    'Safe to run again at any time. See docs/install.md, switching a fleet.',
-  options: {
-    settings: { type: 'string', help: "the Python tool's settings.ini" },
-    'from-patch': { type: 'string', help: 'the patch version that carried this package (logged)' },
-    timeout: { type: 'string', help: 'seconds to wait for the agent to run (default 120)' },
-  },
-  async run(args) {
-    const timeoutSec = args.values.timeout === undefined ? 120 : Number(args.values.timeout);
-    if (!Number.isFinite(timeoutSec) || timeoutSec <= 0)
-      throw new BoxkeeperError('--timeout: expected a positive number of seconds', ExitCode.config);
-    const platform = process.platform;
-    const fromPatch =
-      typeof args.values['from-patch'] === 'string' ? args.values['from-patch'] : null;
-    // a. The box and the tool's settings.ini.
-    let located;
-    try {
-      located = await locateSwitchOverSettings({
-        flag: typeof args.values.settings === 'string' ? args.values.settings : undefined,
+export async function run(args: CommandArgs): Promise<ExitCode> {
+  const timeoutSec = args.values.timeout === undefined ? 120 : Number(args.values.timeout);
+  if (!Number.isFinite(timeoutSec) || timeoutSec <= 0)
+    throw new BoxkeeperError('--timeout: expected a positive number of seconds', ExitCode.config);
+  const platform = process.platform;
+  const fromPatch =
+    typeof args.values['from-patch'] === 'string' ? args.values['from-patch'] : null;
+  // a. The box and the tool's settings.ini.
+  let located;
+  try {
+    located = await locateSwitchOverSettings({
+      flag: typeof args.values.settings === 'string' ? args.values.settings : undefined,
+      cwd: process.cwd(),
+      platform,
+      exists: (p) => nodePackageTree.exists(p),
+      registry: platformRegistry(platform),
+    });
+  } catch (err) {
+    throw new BoxkeeperError(`switch-over failed: ${errorMessage(err)}`, ExitCode.config);
+  }
+  const ctx = await loadContext({ values: { settings: located.file }, positionals: [] }, 'auto');
+  const { settings } = ctx;
+  const log = ctx.log.logger.child({ component: 'switch-over' });
+  const fail = (step: string, err: unknown, code: ExitCode = ExitCode.service): never => {
+    log.error(
+      { step, err: errorMessage(err) },
+      "switch-over failed; the Python tool's files are untouched",
+    );
+    throw new BoxkeeperError(`switch-over failed: ${step}: ${errorMessage(err)}`, code);
+  };
+  try {
+    const me = agentInstall();
+    log.info(
+      {
+        fromPatch,
+        settings: settings.file,
+        box: settings.paths.boxRoot,
         cwd: process.cwd(),
-        platform,
-        exists: (p) => nodePackageTree.exists(p),
-        registry: platformRegistry(platform),
+        runningFrom: me.home,
+        version: me.version,
+      },
+      'switch-over: box located',
+    );
+
+    // b. The package, installed and verified.
+    const home = join(settings.paths.managerDir, INSTALL_DIR);
+    let installed;
+    try {
+      installed = await ensureInstalled(me.home, home, {
+        tree: nodePackageTree,
+        logger: log,
+        now: () => new Date(),
       });
     } catch (err) {
-      throw new BoxkeeperError(`switch-over failed: ${errorMessage(err)}`, ExitCode.config);
+      return fail('install', err);
     }
-    const ctx = await loadContext({ values: { settings: located.file }, positionals: [] }, 'auto');
-    const { settings } = ctx;
-    const log = ctx.log.logger.child({ component: 'switch-over' });
-    const fail = (step: string, err: unknown, code: ExitCode = ExitCode.service): never => {
-      log.error(
-        { step, err: errorMessage(err) },
-        "switch-over failed; the Python tool's files are untouched",
-      );
-      throw new BoxkeeperError(`switch-over failed: ${step}: ${errorMessage(err)}`, code);
-    };
-    try {
-      const me = agentInstall();
-      log.info(
-        {
-          fromPatch,
-          settings: settings.file,
-          box: settings.paths.boxRoot,
-          cwd: process.cwd(),
-          runningFrom: me.home,
-          version: me.version,
-        },
-        'switch-over: box located',
-      );
+    log.info({ ...installed }, 'switch-over: package in place');
+    const bin = join(home, 'bin', executableName('boxkeeper', platform));
 
-      // b. The package, installed and verified.
-      const home = join(settings.paths.managerDir, INSTALL_DIR);
-      let installed;
-      try {
-        installed = await ensureInstalled(me.home, home, {
-          tree: nodePackageTree,
-          logger: log,
-          now: () => new Date(),
-        });
-      } catch (err) {
-        return fail('install', err);
+    // c. The service (or, without a service manager, the agent started detached).
+    const lockFile = join(settings.paths.agentData, 'agent.lock');
+    const noManager = await noServiceManager(platform);
+    if (noManager === null) {
+      const r = await realWorld.processes.exec(
+        bin,
+        ['service', 'install', '--settings', settings.file],
+        { timeoutMs: 180_000, cwd: home },
+      );
+      if (r.code !== 0) {
+        const why = (r.stderr || r.stdout).trim().split(/\r?\n/).at(-1) ?? '';
+        return fail('service install', new Error(`exit ${String(r.code)}: ${why}`));
       }
-      log.info({ ...installed }, 'switch-over: package in place');
-      const bin = join(home, 'bin', executableName('boxkeeper', platform));
-
-      // c. The service (or, without a service manager, the agent started detached).
-      const lockFile = join(settings.paths.agentData, 'agent.lock');
-      const noManager = await noServiceManager(platform);
-      if (noManager === null) {
-        const r = await realWorld.processes.exec(
-          bin,
-          ['service', 'install', '--settings', settings.file],
-          { timeoutMs: 180_000, cwd: home },
-        );
-        if (r.code !== 0) {
-          const why = (r.stderr || r.stdout).trim().split(/\r?\n/).at(-1) ?? '';
-          return fail('service install', new Error(`exit ${String(r.code)}: ${why}`));
-        }
-        log.info({ output: r.stdout.trim() }, 'switch-over: service registered and started');
+      log.info({ output: r.stdout.trim() }, 'switch-over: service registered and started');
+    } else {
+      const owner = await readLockOwner(lockFile);
+      if (await ownerAlive(owner, realWorld.processes)) {
+        log.info({ pid: owner?.pid }, 'switch-over: an agent runs already; none started');
       } else {
-        const owner = await readLockOwner(lockFile);
-        if (await ownerAlive(owner, realWorld.processes)) {
-          log.info({ pid: owner?.pid }, 'switch-over: an agent runs already; none started');
-        } else {
-          const logFile = join(settings.paths.logs, `agent-${stamp()}.log`);
-          const pid = await realWorld.processes
-            .spawnDetached(bin, ['run', '--settings', settings.file], { cwd: home, logFile })
-            .catch((err: unknown) => fail('start the agent', err));
-          log.warn(
-            { pid, logFile, why: noManager },
-            `switch-over: no service manager here (${noManager}); the agent was started detached and will NOT start at boot — register it with your init system (see docs/install.md)`,
-          );
-        }
-      }
-
-      // e. Wait until the agent runs (status.json of a live pid, the installed version).
-      const deadline = Date.now() + timeoutSec * 1000;
-      let last: AgentStatus | null = null;
-      for (;;) {
-        last = await readFile(statusPath(settings), 'utf8').then(
-          (t) => JSON.parse(t) as AgentStatus,
-          () => null,
+        const logFile = join(settings.paths.logs, `agent-${stamp()}.log`);
+        const pid = await realWorld.processes
+          .spawnDetached(bin, ['run', '--settings', settings.file], { cwd: home, logFile })
+          .catch((err: unknown) => fail('start the agent', err));
+        log.warn(
+          { pid, logFile, why: noManager },
+          `switch-over: no service manager here (${noManager}); the agent was started detached and will NOT start at boot — register it with your init system (see docs/install.md)`,
         );
-        if (
-          last !== null &&
-          last.agentVersion === installed.version &&
-          realWorld.processes.isAlive(last.pid)
-        ) {
-          log.info(
-            { pid: last.pid, version: last.agentVersion, update: last.update?.state ?? null },
-            'switch-over: the agent runs',
-          );
-          process.stdout.write(
-            `boxkeeper ${last.agentVersion} runs (pid ${last.pid}) from ${home}; update state ${last.update?.state ?? '-'}\n`,
-          );
-          return ExitCode.ok;
-        }
-        if (Date.now() > deadline)
-          return fail(
-            'wait for the agent',
-            new Error(
-              `no running agent ${installed.version} reported in ${statusPath(settings)} within ${timeoutSec} s` +
-                (last === null
-                  ? ' (no status.json)'
-                  : ` (status.json: pid ${last.pid}, ${last.agentVersion})`),
-            ),
-          );
-        await sleep(500);
       }
-    } finally {
-      ctx.log.close();
     }
-  },
-};
+
+    // e. Wait until the agent runs (status.json of a live pid, the installed version).
+    const deadline = Date.now() + timeoutSec * 1000;
+    let last: AgentStatus | null = null;
+    for (;;) {
+      last = await readFile(statusPath(settings), 'utf8').then(
+        (t) => JSON.parse(t) as AgentStatus,
+        () => null,
+      );
+      if (
+        last !== null &&
+        last.agentVersion === installed.version &&
+        realWorld.processes.isAlive(last.pid)
+      ) {
+        log.info(
+          { pid: last.pid, version: last.agentVersion, update: last.update?.state ?? null },
+          'switch-over: the agent runs',
+        );
+        process.stdout.write(
+          `boxkeeper ${last.agentVersion} runs (pid ${last.pid}) from ${home}; update state ${last.update?.state ?? '-'}\n`,
+        );
+        return ExitCode.ok;
+      }
+      if (Date.now() > deadline)
+        return fail(
+          'wait for the agent',
+          new Error(
+            `no running agent ${installed.version} reported in ${statusPath(settings)} within ${timeoutSec} s` +
+              (last === null
+                ? ' (no status.json)'
+                : ` (status.json: pid ${last.pid}, ${last.agentVersion})`),
+          ),
+        );
+      await sleep(500);
+    }
+  } finally {
+    ctx.log.close();
+  }
+}

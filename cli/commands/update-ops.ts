@@ -3,13 +3,20 @@
 // the same single-instance lock) and waited for.
 import { join } from 'node:path';
 import { controlRequest, readControlInfo, type ControlInfo } from '../../adapters/control.ts';
-import { BoxkeeperError, errorMessage, ExitCode } from '../../adapters/errors.ts';
+import {
+  BoxkeeperError,
+  errorMessage,
+  ExitCode,
+  StorageError,
+  storageErrorOf,
+} from '../../adapters/errors.ts';
 import { acquireInstanceLock } from '../../adapters/instance-lock.ts';
 import type { UpdateEvent } from '../../machines/update.machine.ts';
-import type { UpdateStatus } from '../../services/update-engine.ts';
-import { loadContext, realWorld, settingsOption, createBoxAgent } from '../context.ts';
+import type { Agent } from '../../services/agent.ts';
+import type { UpdateEngine, UpdateStatus } from '../../services/update-engine.ts';
+import { loadContext, realWorld, createBoxAgent } from '../context.ts';
 import { controlFile, createUpdateRuntime, updatePolicy } from '../updates.ts';
-import type { Command } from './index.ts';
+import type { CommandRun } from './index.ts';
 
 const SETTLED = new Set(['idle', 'awaitingInstall']);
 
@@ -78,63 +85,41 @@ async function viaDaemon(
   return status;
 }
 
-function opCommand(
-  name: string,
-  event: UpdateEvent['type'] | null,
-  summaryText: string,
-  description: string,
-): Command {
-  return {
-    name,
-    summary: summaryText,
-    usage: '[--no-wait] [--timeout SECONDS] [--settings PATH]',
-    description:
-      `${description}\n` +
-      'Goes to the running daemon over its local control channel; without a daemon it runs in\n' +
-      'this process (services are stopped and started as needed) and waits until done.',
-    options: {
-      ...settingsOption,
-      'no-wait': {
-        type: 'boolean',
-        help: 'With a daemon: return once the daemon took the command',
-      },
-      timeout: { type: 'string', help: 'Seconds to wait for the result (default 3600)' },
-    },
-    async run(args) {
-      const ctx = await loadContext(args, 'none');
-      const { settings, log } = ctx;
-      const timeoutRaw =
-        typeof args.values.timeout === 'string' ? Number(args.values.timeout) : 3600;
-      if (!Number.isFinite(timeoutRaw) || timeoutRaw <= 0)
-        throw new BoxkeeperError(`--timeout must be a number of seconds > 0`, ExitCode.config);
-      const timeoutMs = timeoutRaw * 1000;
-      try {
-        const info = await readControlInfo(controlFile(settings));
-        if (info !== undefined && realWorld.processes.isAlive(info.pid)) {
-          const wait = args.values['no-wait'] !== true && name !== 'reload-config';
-          let status: UpdateStatus;
-          try {
-            status = await viaDaemon(info, name, wait, timeoutMs);
-          } catch (err) {
-            if (err instanceof BoxkeeperError) throw err;
-            throw new BoxkeeperError(
-              `cannot reach the daemon at ${info.url}: ${errorMessage(err)}`,
-              ExitCode.internal,
-            );
-          }
-          out(`${name}: sent to the running daemon (pid ${info.pid}) over its control channel`);
-          out(summary(status));
-          return wait ? exitFor(name, status) : ExitCode.ok;
+/** The run of one of these commands; their texts are in the command table (index.ts). */
+export function opRunner(name: string, event: UpdateEvent['type'] | null): CommandRun {
+  return async (args) => {
+    const ctx = await loadContext(args, 'none');
+    const { settings, log } = ctx;
+    const timeoutRaw = typeof args.values.timeout === 'string' ? Number(args.values.timeout) : 3600;
+    if (!Number.isFinite(timeoutRaw) || timeoutRaw <= 0)
+      throw new BoxkeeperError(`--timeout must be a number of seconds > 0`, ExitCode.config);
+    const timeoutMs = timeoutRaw * 1000;
+    try {
+      const info = await readControlInfo(controlFile(settings));
+      if (info !== undefined && realWorld.processes.isAlive(info.pid)) {
+        const wait = args.values['no-wait'] !== true && name !== 'reload-config';
+        let status: UpdateStatus;
+        try {
+          status = await viaDaemon(info, name, wait, timeoutMs);
+        } catch (err) {
+          if (err instanceof BoxkeeperError) throw err;
+          throw new BoxkeeperError(
+            `cannot reach the daemon at ${info.url}: ${errorMessage(err)}`,
+            ExitCode.internal,
+          );
         }
-        if (event === null) {
-          out('no daemon runs; settings are read at its next start');
-          return ExitCode.ok;
-        }
-        return await inProcess(ctx, name, event, timeoutMs);
-      } finally {
-        log.close();
+        out(`${name}: sent to the running daemon (pid ${info.pid}) over its control channel`);
+        out(summary(status));
+        return wait ? exitFor(name, status) : ExitCode.ok;
       }
-    },
+      if (event === null) {
+        out('no daemon runs; settings are read at its next start');
+        return ExitCode.ok;
+      }
+      return await inProcess(ctx, name, event, timeoutMs);
+    } finally {
+      log.close();
+    }
   };
 }
 
@@ -191,12 +176,15 @@ async function inProcess(
         engine.settled(timeoutMs),
         runtime.exitRequested.then(() => engine.status()),
       ]);
+      if (failure !== undefined && storageErrorOf(failure) !== undefined)
+        throw new StorageError(failure, settings.paths.patchMeta);
       if (failure !== undefined)
         throw new BoxkeeperError(
           `update state cannot be saved: ${errorMessage(failure)}`,
           ExitCode.internal,
         );
       out(summary(status));
+      await leaveServicesRunning(ctx, agent, engine);
       return exitFor(name, status);
     } finally {
       await runtime.close();
@@ -207,35 +195,32 @@ async function inProcess(
   }
 }
 
-export const updateCommands: Command[] = [
-  opCommand(
-    'check',
-    'CHECK',
-    'Ask the cloud for updates now (and download them)',
-    'Runs a version check now; a mandatory update is downloaded and installed at once.',
-  ),
-  opCommand(
-    'install',
-    'INSTALL',
-    'Install the downloaded (optional) update now',
-    'Installs the update that was downloaded and waits for the operator.',
-  ),
-  opCommand(
-    'rollback',
-    'ROLLBACK',
-    'Undo the last installed update',
-    'Restores the snapshot taken before the last installed update (services are\nstopped, the box rolled back, services started, paused tasks resumed).',
-  ),
-  opCommand(
-    'clear-cache',
-    'CLEAR_CACHE',
-    'Delete downloaded updates and forget the update list',
-    'Deletes the patch cache (downloads and extracted files; patch.meta stays) and\nforgets the current update list; the next check asks the cloud again.',
-  ),
-  opCommand(
-    'reload-config',
-    null,
-    'Make the daemon read configuration.ini and settings.ini again',
-    'The daemon reads configuration.ini and the [update]/[timer] settings again.',
-  ),
-];
+/**
+ * A rollback releases the services without waiting for them; this process then stops
+ * supervising. So before returning, wait until they run (or cannot), else Java stays down
+ * with no daemon to start it. Services an unfinished update holds down stay down.
+ */
+export async function leaveServicesRunning(
+  ctx: Awaited<ReturnType<typeof loadContext>>,
+  agent: Agent,
+  engine: UpdateEngine,
+): Promise<void> {
+  if (engine.servicesMustStayDown()) return;
+  const s = ctx.settings.supervise;
+  const timeoutMs = s.readyTimeoutMs * 3 + s.backoffMaxMs + 15_000;
+  const supervisors = (['freeswitch', 'java'] as const)
+    .map((n) => agent.supervisor(n))
+    .filter((x) => x !== undefined);
+  const states = await Promise.all(
+    supervisors.map((sup) =>
+      sup
+        .waitFor(['running', 'crash-loop', 'not-startable', 'stopped'], timeoutMs)
+        .catch(() => sup.state()),
+    ),
+  );
+  for (const st of states) {
+    if (st.status === 'running') continue;
+    const why = st.lastError === null ? '' : ` (${st.lastError})`;
+    out(`warning: ${st.name} is not running: ${st.status}${why}; no daemon runs to start it`);
+  }
+}

@@ -9,7 +9,7 @@ import { join, relative, sep } from 'node:path';
 import { test } from 'node:test';
 import sqlite3 from 'sqlite3';
 import { buildStandinJar } from '../../fixtures/box/generate.ts';
-import type { SimVersion } from '../../fixtures/cloud-sim/server.ts';
+import { simKeyPair, type SimVersion } from '../../fixtures/cloud-sim/server.ts';
 import type { UpdateStatus } from '../../services/update-engine.ts';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -260,7 +260,7 @@ test('an optional update waits for "boxkeeper install"; active calls defer it', 
   );
   assert.match(
     deferred.state,
-    /^installing\.(deferring|waitingForCalls|listingTasks|pausingTasks|checkingCalls)$/,
+    /^installing\.(deferring|waitingForCalls|admitting|listingTasks|pausingTasks|checkingCalls)$/,
   );
   assert.equal(await appVersion(e), 'V1.7', 'services untouched while calls are active');
   await e.box.setFsBehaviour({ activeCalls: 0 });
@@ -417,8 +417,14 @@ async function selfUpdateBox(
   update: Record<string, string> = {},
   env: Record<string, string> = {},
 ): Promise<SelfUpdateBox> {
+  // An agent build runs only from a signed patch (docs/security.md).
+  const key = simKeyPair();
   const e = await setupE2E({
-    extraSettings: { ...UPDATE_SETTINGS, update: { ...UPDATE_SETTINGS.update, ...update } },
+    extraSettings: {
+      ...UPDATE_SETTINGS,
+      update: { ...UPDATE_SETTINGS.update, ...update },
+      security: { patch_keys: key.publicKey },
+    },
   });
   const home = join(e.box.root, 'agent');
   await symlink(join(REPO, 'node_modules'), join(e.box.root, 'node_modules'), 'dir');
@@ -444,6 +450,7 @@ async function selfUpdateBox(
       {
         versionNum: 'V1.8',
         files: { 'icb-box.jar': await buildStandinJar({ version: 'V1.8' }), ...files },
+        sign: { ...key, counter: 1 },
       },
     ],
   });

@@ -15,6 +15,7 @@ import { statePath } from '../../machines/update.machine.ts';
 import type { UpdateEffects } from '../../services/update-engine.ts';
 import { loadContext, realWorld, createBoxAgent } from '../../cli/context.ts';
 import { createUpdateRuntime } from '../../cli/updates.ts';
+import { leaveServicesRunning } from '../../cli/commands/update-ops.ts';
 import { join } from 'node:path';
 
 const settingsFile = process.argv[2];
@@ -50,8 +51,9 @@ function wrap(effects: UpdateEffects): UpdateEffects {
 
 const metaFs = {
   ...nodePatchFs,
-  writeAtomic: (path: string, data: string | Uint8Array) =>
+  writeAtomic: (path: string, data: string | Uint8Array, options?: { mode?: number }) =>
     writeFileAtomic(path, data, {
+      ...options,
       beforeRename: () => {
         if (crashState === undefined) return;
         const env = JSON.parse(String(data)) as { snapshot: { value: unknown } };
@@ -86,6 +88,9 @@ for (;;) {
   const s = runtime.engine.status();
   if ((s.state === 'idle' || s.state === 'awaitingInstall') && s.lastResult !== null) {
     await runtime.engine.settled(1000);
+    // As an in-process command does: a rollback releases the services without waiting for them,
+    // and this process then stops supervising (a slow Java start was left undone).
+    await leaveServicesRunning(ctx, agent, runtime.engine);
     process.stdout.write(`${JSON.stringify({ status: s, calls: Object.fromEntries(calls) })}\n`);
     break;
   }

@@ -18,6 +18,7 @@ const policy = {
   crashLoopWindowMs: 60_000,
   crashLoopRetryMs: 0,
   stableAfterMs: 60_000,
+  notStartableRetryMs: 1000,
 };
 
 /**
@@ -128,4 +129,31 @@ test('a service already running is adopted, not started twice', async (t) => {
   const state = await sup.waitFor(['running'], 10_000);
   assert.equal(state.pid, pid);
   assert.equal((spec as unknown as { starts: number }).starts, 1);
+});
+
+test('a STOP while the spawn is in flight stops what it started (nothing runs on unsupervised)', async (t) => {
+  const { spec } = await tinyService(t, false);
+  // The start effect is held before its spawn (as a slow application.yml check or a loaded
+  // machine holds it): STOP arrives first.
+  let openGate: () => void = () => undefined;
+  const gate = new Promise<void>((r) => (openGate = r));
+  const start = spec.start.bind(spec);
+  let spawned: Promise<number> | undefined;
+  spec.startProblem = async () => {
+    await gate;
+    return null;
+  };
+  spec.start = () => (spawned = start());
+  const sup = supervise(t, spec);
+  await sup.waitFor(['starting'], 10_000);
+  await new Promise((r) => setTimeout(r, 300)); // detect done, the start effect at its gate
+  const held = sup.stopAndHold(20_000);
+  await sup.waitFor(['stopping'], 10_000);
+  openGate();
+  await held;
+  assert.ok(spawned !== undefined, 'the spawn happened');
+  const pid = await spawned;
+  assert.equal(nodeProcesses.isAlive(pid), false, `pid ${pid} was stopped`);
+  assert.equal((await nodeProcesses.list()).some(spec.matches), false);
+  assert.equal(sup.state().status, 'stopped');
 });

@@ -10,7 +10,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { buildStandinJar } from '../../fixtures/box/generate.ts';
-import type { Scenario } from '../../fixtures/cloud-sim/server.ts';
+import { simKeyPair, type Scenario } from '../../fixtures/cloud-sim/server.ts';
 import type { UpdateStatus } from '../../services/update-engine.ts';
 import { childEnv, REPO, setupE2E, TSX_LOADER, waitUntil, type E2E } from '../helpers/cli.ts';
 import { appVersion, dbQuery, tempFiles } from '../helpers/update.ts';
@@ -58,7 +58,11 @@ const sha = async (p: string) =>
     .update(await readFile(p))
     .digest('hex');
 
-async function scenario(failSecond: boolean): Promise<Scenario> {
+// Signed cases: the box trusts KEY; V1.8 and V1.9 carry counters 10 and 11.
+const KEY = simKeyPair();
+
+async function scenario(failSecond: boolean, signed = false): Promise<Scenario> {
+  const sign = (counter: number) => (signed ? { sign: { ...KEY, counter } } : {});
   return {
     upgradeMark: 2,
     versions: [
@@ -71,6 +75,7 @@ async function scenario(failSecond: boolean): Promise<Scenario> {
             "BEGIN TRANSACTION;\nCREATE TABLE flow (id INTEGER PRIMARY KEY, v TEXT);\nINSERT INTO flow (v) VALUES ('v18');\nCOMMIT;\n",
         },
         argumentConfigMap: { citynum: '010' },
+        ...sign(10),
       },
       {
         versionNum: 'V1.9',
@@ -81,6 +86,7 @@ async function scenario(failSecond: boolean): Promise<Scenario> {
             : "BEGIN TRANSACTION;\nINSERT INTO flow (v) VALUES ('v19');\nCOMMIT;\n",
         },
         argumentConfigMap: { outnum: '9' },
+        ...sign(11),
       },
     ],
   };
@@ -90,6 +96,8 @@ interface Case {
   name: string;
   env: Record<string, string>;
   failSecond: boolean;
+  /** The patches are signed and the box has the key: the counter file must converge too. */
+  signed?: boolean;
   /** Before the first run. */
   before?: (e: E2E) => Promise<void>;
   /** Between the killed run and the restart. */
@@ -102,6 +110,7 @@ const SUCCESS_EFFECTS = [
   'checkVersion',
   'downloadPatch',
   'downloadPatch:2',
+  'admitVersions',
   'listTasks',
   'pauseTasks',
   'checkCalls',
@@ -121,6 +130,7 @@ const SUCCESS_EFFECTS = [
 const SUCCESS_STATES = [
   'checking',
   'downloading',
+  'installing.admitting',
   'installing.listingTasks',
   'installing.pausingTasks',
   'installing.stoppingServices',
@@ -229,14 +239,63 @@ const CASES: Case[] = [
     env: { CRASH_BEFORE_RENAME: s },
     failSecond: true,
   })),
+  // The anti-rollback counter (patch-counter.json) is written at admission and at commit.
+  ...['admitVersions', 'commitSnapshot'].flatMap((effect) => [
+    {
+      name: `signed, kill at ${effect}`,
+      env: { CRASH_AT: effect },
+      failSecond: false,
+      signed: true,
+    },
+    {
+      name: `signed, kill after ${effect}`,
+      env: { CRASH_AFTER: effect },
+      failSecond: false,
+      signed: true,
+    },
+  ]),
+  {
+    name: 'signed, failing SQL, kill after rollbackSnapshot',
+    env: { CRASH_AFTER: 'rollbackSnapshot' },
+    failSecond: true,
+    signed: true,
+  },
 ];
+
+/**
+ * What a failed case leaves to read: each start of the stand-in app (pid, version; a start that
+ * found its port taken is there too) and the agent's lines about Java.
+ */
+async function evidence(e: E2E): Promise<string> {
+  const starts = await readFile(join(e.box.boxRoot, 'standin-app.log'), 'utf8').catch(() => '');
+  const logs = await readdir(e.logsDir).catch(() => [] as string[]);
+  const lines = (
+    await Promise.all(logs.map((f) => readFile(join(e.logsDir, f), 'utf8').catch(() => '')))
+  )
+    .join('')
+    .split('\n')
+    .filter((l) => l.includes('"service":"java"') || l.includes('health'));
+  return `\n-- stand-in app starts:\n${starts}-- agent on java:\n${lines.slice(-25).join('\n')}`;
+}
 
 async function runCase(c: Case): Promise<void> {
   const e = await setupE2E({
-    extraSettings: SETTINGS,
-    sim: { scenario: await scenario(c.failSecond) },
+    extraSettings:
+      c.signed === true ? { ...SETTINGS, security: { patch_keys: KEY.publicKey } } : SETTINGS,
+    sim: { scenario: await scenario(c.failSecond, c.signed) },
   });
   try {
+    await checkCase(c, e);
+  } catch (err) {
+    (err as Error).message += await evidence(e);
+    throw err;
+  } finally {
+    await e.close();
+  }
+}
+
+async function checkCase(c: Case, e: E2E): Promise<void> {
+  {
     const before = {
       jar: await sha(e.box.jarPath),
       config: await sha(e.box.configIniPath),
@@ -314,13 +373,18 @@ async function runCase(c: Case): Promise<void> {
       before.db,
     );
     await c.check?.(e);
+    if (c.signed === true) {
+      const counters = JSON.parse(
+        await readFile(join(e.agentData, 'patch-counter.json'), 'utf8'),
+      ) as { installed: { counter: number } | null; applying: unknown };
+      assert.equal(counters.installed?.counter ?? null, c.failSecond ? null : 11, c.name);
+      assert.equal(counters.applying, null, `${c.name}: nothing left applying`);
+    }
     assert.deepEqual(
       await tempFiles(e.box.root, { parts: true }),
       [],
       `${c.name}: temp files left`,
     );
-  } finally {
-    await e.close();
   }
 }
 

@@ -103,7 +103,7 @@ test('the update cycle shows invokes, done/error events, named guards and phases
   const mmd = toMermaid(updateMachine, DIAGRAMS[0]?.options);
   assert.match(mmd, /state "checking ⟨checkVersion⟩ · READY" as checking/);
   assert.match(mmd, /state "idle ⟨waitForCheck: waitUntil⟩ · READY \(INCEPTION if/);
-  assert.match(mmd, /state installing \{\n {4}\[\*\] --> installing_listingTasks/);
+  assert.match(mmd, /state installing \{\n {4}\[\*\] --> installing_starting/);
   assert.match(mmd, /installing_applying --> installing_finalizing: always \[inline guard\]/);
   assert.match(mmd, /"applying · BACKUP_CREATED" as installing_applying/);
   assert.match(mmd, /"selfUpdating ⟨handOver⟩ · SELF_UPDATE_PENDING"/);

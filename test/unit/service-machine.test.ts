@@ -26,6 +26,7 @@ const policy: SupervisionPolicy = {
   crashLoopWindowMs: 60_000,
   crashLoopRetryMs: 0,
   stableAfterMs: 30_000,
+  notStartableRetryMs: 1000,
 };
 
 function harness(overrides: Partial<SupervisionPolicy> = {}) {
@@ -194,6 +195,30 @@ test('STOP holds the service stopped until START; nothing restarts it meanwhile'
   await h.next('start');
 });
 
+test('a START while stopping is kept: the service starts again once it has stopped', async () => {
+  const h = harness();
+  await bringUp(h, 9, 0);
+  h.actor.send({ type: 'STOP' });
+  const stop = await h.next('stop');
+  h.actor.send({ type: 'START' });
+  stop.resolve(undefined);
+  (await h.next('detect')).resolve({ pid: null });
+  await h.next('start');
+  assert.equal(h.actor.getSnapshot().context.startAfterStop, false);
+
+  // START then STOP while stopping: the later STOP wins.
+  const h2 = harness();
+  await bringUp(h2, 9, 0);
+  h2.actor.send({ type: 'STOP' });
+  const stop2 = await h2.next('stop');
+  h2.actor.send({ type: 'START' });
+  h2.actor.send({ type: 'STOP' });
+  stop2.resolve(undefined);
+  await h2.settle();
+  assert.equal(h2.state(), 'stopped');
+  assert.equal(h2.calls.length, 0);
+});
+
 test('a service that stays up long enough has its failure count cleared', async () => {
   const h = harness({ crashLoopStarts: 100 });
   let watch = await bringUp(h, 1, 0);
@@ -205,4 +230,28 @@ test('a service that stays up long enough has its failure count cleared', async 
   await h.tick(30_000);
   assert.equal(h.actor.getSnapshot().context.failures, 0);
   assert.equal(watch.input.pid, 2);
+});
+
+test('a service that cannot be started is not-startable: no failure, no start counted, looked at again', async () => {
+  const h = harness({ crashLoopStarts: 2 });
+  for (let round = 0; round < 4; round++) {
+    (await h.next('detect')).resolve({ pid: null });
+    const broken = Object.assign(new Error('java: not startable: application.yml is broken'), {
+      notStartable: true,
+    });
+    (await h.next('start')).reject(broken);
+    await h.settle();
+    assert.equal(serviceStatus(h.actor.getSnapshot().value), 'not-startable', `round ${round}`);
+    const ctx = h.actor.getSnapshot().context;
+    assert.equal(ctx.failures, 0);
+    assert.deepEqual(ctx.starts, []);
+    assert.match(ctx.lastError ?? '', /application\.yml is broken/);
+    await h.tick(999);
+    assert.equal(h.state(), 'notStartable', 'waits notStartableRetryMs');
+    await h.tick(1);
+  }
+  // Fixed: the next look starts it.
+  await bringUp(h, 7, 10_000);
+  assert.equal(h.state(), 'running');
+  assert.equal(h.actor.getSnapshot().context.lastError, null);
 });

@@ -121,8 +121,8 @@ test('a broken file reports every problem at once, naming section, key and expec
       'timr||unknown section; did you mean [timer]?',
       'general|host_addr|missing: expected an http:// or https:// URL',
       'general|log_expiration|expected a number of days > 0, got "thirty"',
-      'timer|heartbeat|missing: the section [timer] is absent, expected a number of seconds > 0',
-      'timer|versionCheck|missing: the section [timer] is absent, expected a number of seconds > 0',
+      'timer|heartbeat|missing: the section [timer] is absent, expected a number of seconds > 0 and at most 2147483 (24 days)',
+      'timer|versionCheck|missing: the section [timer] is absent, expected a number of seconds > 0 and at most 2147483 (24 days)',
     ].sort(),
   );
 });
@@ -158,7 +158,9 @@ test('bad values name what was expected', async () => {
   assert.ok(problems.some((p) => p.startsWith('general|debug_mode|expected on or off')));
   assert.ok(
     problems.some((p) =>
-      p.startsWith('timer|versionCheck|expected a number of seconds > 0, got "-5"'),
+      p.startsWith(
+        'timer|versionCheck|expected a number of seconds > 0 and at most 2147483 (24 days), got "-5"',
+      ),
     ),
   );
   assert.ok(

@@ -542,6 +542,8 @@ const UPDATE_EVENTS: ModelEvent[] = [
   done('checkVersion', { upgradeMark: 1, upgradeList: [VERSION_A, VERSION_B] }),
   done('checkVersion', { upgradeMark: 2, upgradeList: [VERSION_A, VERSION_B] }),
   fail('checkVersion'),
+  done('admitVersions'),
+  fail('admitVersions'),
   done('listTasks', { tasks: [7, 'nightly'] }),
   fail('listTasks'),
   done('listPausedTasks', { tasks: [7, 'py-paused'] }),
@@ -996,6 +998,7 @@ describe('update machine model', () => {
     assert.equal(statePath(r.actor.getSnapshot().value), 'awaitingInstall');
     const events: ModelEvent[] = [
       { type: 'INSTALL' },
+      done('admitVersions'),
       done('listTasks', { tasks: [7] }),
       done('pauseTasks'),
       done('checkCalls', { active: 0 }),

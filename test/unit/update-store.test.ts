@@ -197,6 +197,15 @@ describe('loadPatchMeta', () => {
     const loaded = await loadPatchMeta(path, POLICY, io);
     assert.equal(loaded.kind, 'imported');
     const run = await startFrom(loaded);
+    assert.equal(run.state(), 'installing.admitting');
+    assert.deepEqual(
+      (run.last('admitVersions').input as { versions: Array<{ versionNum: string }> }).versions.map(
+        (v) => v.versionNum,
+      ),
+      ['V1.8'],
+    );
+    run.last('admitVersions').resolve({ at: 1 });
+    await settle();
     assert.equal(run.state(), 'installing.listingTasks');
     assert.deepEqual(run.last('listTasks').input, {});
     run.actor.stop();
@@ -280,6 +289,9 @@ describe('loadPatchMeta', () => {
     const path = join(dir, 'patch.meta');
     await writeFile(path, PYTHON_META.replace('"state": 3', '"state": 5'));
     const run = await startFrom(await loadPatchMeta(path, POLICY, io));
+    assert.equal(run.state(), 'installing.admitting');
+    run.last('admitVersions').resolve({ at: 1 });
+    await settle();
     assert.equal(run.state(), 'installing.listingTasks');
     run.last('listTasks').resolve({ at: 1, tasks: [7] });
     await settle();

@@ -1,0 +1,155 @@
+// The idle daemon: `boxkeeper run` against the cloud simulator on a fixture box (stand-in Java
+// and FreeSWITCH supervised) with a fast heartbeat, for BEATS heartbeats. Samples the agent's
+// RSS over time (/proc/<pid>/status) and its CPU (/proc/<pid>/stat: its own, and that of the
+// children it reaped: ps, fs_cli), and prints RSS at the start, the end, the range after warm-up
+// and the CPU per heartbeat. Writes every sample to bench/results/idle-<time>.json. Linux only.
+//
+//   npm run build && node --import tsx bench/idle.ts                 # 2,000 beats at 50 ms
+//   BEATS=10000 node --import tsx bench/idle.ts                      # the 10,000-beat soak
+//   BEATS=0 DURATION_S=600 HEARTBEAT_MS=30000 node --import tsx bench/idle.ts   # 10 minutes idle
+//
+// Environment: BEATS (default 2000; 0: run for DURATION_S), HEARTBEAT_MS (default 50),
+// DURATION_S (upper bound, default 3600), SAMPLE_MS (default 1000), TARGET (build | package;
+// the package from release/…-linux-x64.tar.gz, or PACKAGE=folder).
+import { execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { createFixtureBox } from '../fixtures/box/generate.ts';
+import { startCloudSimulator } from '../fixtures/cloud-sim/server.ts';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+const BEATS = Number(process.env.BEATS ?? 2000);
+const HEARTBEAT_MS = Number(process.env.HEARTBEAT_MS ?? 50);
+const DURATION_S = Number(process.env.DURATION_S ?? 3600);
+const SAMPLE_MS = Number(process.env.SAMPLE_MS ?? 1000);
+const TARGET = process.env.TARGET ?? 'build';
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ; 100 on every Linux we run). */
+const TICK_MS = 10;
+
+interface Sample {
+  t: number;
+  beats: number;
+  rssKiB: number;
+  /** The agent's own user+sys CPU, ms. */
+  cpuMs: number;
+  /** CPU of its waited-for children (ps, fs_cli, …), ms. */
+  childCpuMs: number;
+}
+
+async function probe(pid: number): Promise<Omit<Sample, 't' | 'beats'>> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const rssKiB = Number(/^VmRSS:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
+  // Fields after the command name (which may hold spaces) start at field 3 (state).
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const f = stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .split(' ')
+    .map(Number);
+  const [utime = 0, stime = 0, cutime = 0, cstime = 0] = f.slice(11, 15);
+  return { rssKiB, cpuMs: (utime + stime) * TICK_MS, childCpuMs: (cutime + cstime) * TICK_MS };
+}
+
+const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+
+async function launcher(scratch: string): Promise<string[]> {
+  if (TARGET === 'build') {
+    const main = join(ROOT, 'dist', 'cli', 'main.js');
+    if (!existsSync(main)) throw new Error(`${main} is missing: run "npm run build" first`);
+    return [process.execPath, main];
+  }
+  if (TARGET !== 'package') throw new Error(`TARGET: expected build or package, got ${TARGET}`);
+  let pkg = process.env.PACKAGE;
+  if (pkg === undefined) {
+    const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as {
+      version: string;
+    };
+    const archive = join(ROOT, 'release', `boxkeeper-${version}-linux-x64.tar.gz`);
+    await promisify(execFile)('tar', ['-xzf', archive, '-C', scratch]);
+    pkg = join(scratch, `boxkeeper-${version}-linux-x64`);
+  }
+  // The runtime directly (not the sh launcher), so the pid sampled is the agent's.
+  return [join(pkg, 'runtime', 'node'), join(pkg, 'lib', 'boxkeeper.mjs')];
+}
+
+async function main(): Promise<void> {
+  const scratch = await mkdtemp(join(tmpdir(), 'bk-bench-idle-'));
+  const sim = await startCloudSimulator();
+  try {
+    const box = await createFixtureBox({
+      root: join(scratch, 'box'),
+      hostAddr: sim.url,
+      heartbeatSec: HEARTBEAT_MS / 1000,
+    });
+    const [cmd, ...pre] = await launcher(scratch);
+    const agent = spawn(cmd as string, [...pre, 'run', '--settings', box.settingsPath], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    const pid = agent.pid as number;
+    // An object: the exit handler's write is invisible to the linter's flow analysis.
+    const proc = { exited: false };
+    agent.once('exit', () => (proc.exited = true));
+    const started = Date.now();
+    const samples: Sample[] = [];
+    const beats = () => sim.records.heartbeats.length;
+    const deadline = started + DURATION_S * 1000;
+    try {
+      while (!proc.exited && Date.now() < deadline && (BEATS === 0 || beats() < BEATS)) {
+        await sleep(SAMPLE_MS);
+        if (agent.exitCode !== null || agent.signalCode !== null) break;
+        samples.push({ t: Date.now() - started, beats: beats(), ...(await probe(pid)) });
+        if (samples.length % 10 === 0)
+          process.stderr.write(
+            `  ${(samples.at(-1)?.t ?? 0) / 1000} s: ${beats()} beats, RSS ${((samples.at(-1)?.rssKiB ?? 0) / 1024).toFixed(1)} MiB\n`,
+          );
+      }
+      if (proc.exited) throw new Error(`the agent exited early (code ${agent.exitCode})`);
+    } finally {
+      agent.kill('SIGTERM');
+      await new Promise((ok) => (proc.exited ? ok(undefined) : agent.once('exit', ok)));
+      // The stand-in services keep running after the agent by design; stop them.
+      await box.cleanup();
+    }
+    report(samples);
+    const resultsDir = join(ROOT, 'bench', 'results');
+    await mkdir(resultsDir, { recursive: true });
+    const file = join(resultsDir, `idle-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+    await writeFile(
+      file,
+      JSON.stringify({ beats: BEATS, heartbeatMs: HEARTBEAT_MS, target: TARGET, samples }, null, 2),
+    );
+    process.stderr.write(`wrote ${file}\n`);
+  } finally {
+    await sim.close();
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+function report(samples: Sample[]): void {
+  if (samples.length < 4) throw new Error(`only ${samples.length} samples: run longer`);
+  const first = samples[0] as Sample;
+  const last = samples.at(-1) as Sample;
+  // Warm-up: the first 10 % of the run (modules loaded, first check, services started).
+  const steady = samples.slice(Math.floor(samples.length / 10));
+  const rss = steady.map((s) => s.rssKiB).sort((a, b) => a - b);
+  const mid = rss[rss.length >> 1] as number;
+  const lo = rss[0] as number;
+  const hi = rss.at(-1) as number;
+  const s0 = steady[0] as Sample;
+  const beats = last.beats - s0.beats;
+  const mib = (k: number) => `${(k / 1024).toFixed(1)} MiB`;
+  const per = (ms: number) => (beats > 0 ? `${(ms / beats).toFixed(1)} ms` : 'n/a');
+  const lines = [
+    `Idle daemon (${TARGET}), heartbeat ${HEARTBEAT_MS} ms, ${last.beats} beats in ${(last.t / 1000).toFixed(0)} s`,
+    '',
+    '| RSS first sample | RSS at the end | RSS after warm-up: min / median / max | spread | agent CPU per beat | children CPU per beat |',
+    '|---|---|---|---|---|---|',
+    `| ${mib(first.rssKiB)} | ${mib(last.rssKiB)} | ${mib(lo)} / ${mib(mid)} / ${mib(hi)} | ${(((hi - lo) / mid) * 100).toFixed(1)} % | ${per(last.cpuMs - s0.cpuMs)} | ${per(last.childCpuMs - s0.childCpuMs)} |`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+await main();
