@@ -312,14 +312,22 @@ const sameFile = (platform: NodeJS.Platform, a: string, b: string) =>
  */
 export function javaMatcher(jar: string, platform: NodeJS.Platform): (p: ProcInfo) => boolean {
   const jarArg = `-jar ${jar}`;
-  // An entry with neither command line nor name (a bad listing row) matches nothing.
   return (p) =>
     p.cmd !== ''
       ? platform === 'win32'
         ? p.cmd.toLowerCase().includes(jarArg.toLowerCase())
         : p.cmd.includes(jarArg)
-      : p.name !== '' && /^javaw?(\.exe)?$/i.test(p.name);
+      : byNameOnly(platform, p) && /^javaw?(\.exe)?$/i.test(p.name);
 }
+
+/**
+ * Whether a row without a command line may be matched by its name. Only on Windows, whose fast
+ * listing has no command lines. Elsewhere a row without one is a process that exited between
+ * ps-list's two `ps` runs (or a zombie): matching it by name adopted another box's dying Java.
+ * A row with neither command line nor name (a bad listing row) matches nothing.
+ */
+const byNameOnly = (platform: NodeJS.Platform, p: ProcInfo) =>
+  platform === 'win32' && p.name !== '';
 
 /** FreeSWITCH is found as its console process; a full path in argv0 must be ours. */
 export function freeswitchMatcher(
@@ -332,7 +340,10 @@ export function freeswitchMatcher(
     const argv0 = p.cmd.split(/\s+/)[0] ?? '';
     // Several FreeSWITCH trees may exist (tests run many boxes side by side).
     if (argv0.includes('/') || argv0.includes('\\')) return sameFile(platform, argv0, consolePath);
-    return p.name !== '' && p.name.toLowerCase() === consoleName.toLowerCase();
+    return (
+      (p.cmd !== '' || byNameOnly(platform, p)) &&
+      p.name.toLowerCase() === consoleName.toLowerCase()
+    );
   };
 }
 

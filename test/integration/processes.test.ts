@@ -57,6 +57,21 @@ test('matchers never pick a row with empty name and command line', () => {
   }
 });
 
+test("outside Windows a row without a command line (a process gone between ps-list's two ps runs) is never adopted", () => {
+  // ps-list lists names and command lines in two ps runs; another box's Java that exits between
+  // them comes back as name 'java' with no command line. Adopting it failed a health gate.
+  const dying: ProcInfo = { pid: 11, name: 'java', cmd: '' };
+  const dyingFs: ProcInfo = { pid: 12, name: 'FreeSwitchConsole', cmd: '' };
+  assert.equal(javaMatcher('/box/icb-box.jar', 'linux')(dying), false);
+  assert.equal(freeswitchMatcher('/fs', 'linux')(dyingFs), false);
+  // Windows' fast listing never has command lines: there the name is all there is.
+  assert.equal(javaMatcher('C:\\box\\icb-box.jar', 'win32')({ ...dying, name: 'java.exe' }), true);
+  assert.equal(
+    freeswitchMatcher('C:\\fs', 'win32')({ ...dyingFs, name: 'FreeSwitchConsole.exe' }),
+    true,
+  );
+});
+
 test('a listing with no usable row is an error, not "nothing runs"', async () => {
   const procs = createProcessControl({
     platform: 'win32',
