@@ -1,6 +1,6 @@
 // The box's Java application, as seen from outside: its local task API and its HTTP port.
 import { connect } from 'node:net';
-import got from 'got';
+import { exchange } from './http-request.ts';
 import { z } from 'zod';
 import { BoxAppError, errorMessage } from './errors.ts';
 import type { TaskNo } from './cloud-client.ts';
@@ -18,18 +18,22 @@ const taskList = z.object({
   content: z.array(z.union([z.string(), z.number()])).nullish(),
 });
 
+/** The app's task lists are short; anything bigger is not the app answering. */
+const ANSWER_CAP = 16 * 1024 * 1024;
+
 export function createBoxAppClient(port: number, timeoutMs = 10_000): BoxAppApi {
   const base = `http://127.0.0.1:${port}`;
 
   async function list(path: string): Promise<TaskNo[]> {
     let res;
     try {
-      res = await got.get(`${base}${path}`, {
-        timeout: { request: timeoutMs },
-        retry: { limit: 0 },
-        throwHttpErrors: false,
-        responseType: 'text',
+      const answer = await exchange({
+        method: 'GET',
+        url: `${base}${path}`,
+        timeoutMs,
+        maxBytes: ANSWER_CAP,
       });
+      res = { statusCode: answer.statusCode, body: answer.body.toString('utf8') };
     } catch (err) {
       throw new BoxAppError(path, errorMessage(err), { cause: err });
     }
@@ -73,11 +77,7 @@ export function createBoxAppClient(port: number, timeoutMs = 10_000): BoxAppApi 
       });
       if (!open) return false;
       try {
-        await got.get(`${base}/`, {
-          timeout: { request: 3000 },
-          retry: { limit: 0 },
-          throwHttpErrors: false,
-        });
+        await exchange({ method: 'GET', url: `${base}/`, timeoutMs: 3000, maxBytes: ANSWER_CAP });
         return true;
       } catch {
         return false;

@@ -7,7 +7,12 @@
 import { randomUUID } from 'node:crypto';
 import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import got, { RequestError, type CancelableRequest, type Got, type Response } from 'got';
+import {
+  exchange,
+  HttpExchangeError,
+  HttpOverCapError,
+  type HttpExchange,
+} from './http-request.ts';
 import { z } from 'zod';
 import { bodyWithoutBytes, scanChunkBody, type ChunkArray } from './chunk-decode.ts';
 import { CloudError, errorMessage, isErrnoCode, withPath } from './errors.ts';
@@ -307,16 +312,8 @@ function longText(entry: VersionInfo, index: number, max: number): string | unde
 export function createCloudClient(options: CloudClientOptions): CloudApi {
   const now = options.now ?? Date.now;
   const log = options.logger.child({ component: 'cloud' });
-  const http: Got = got.extend({
-    timeout: { request: options.timeoutMs },
-    retry: { limit: 0 },
-    throwHttpErrors: false,
-    followRedirect: false,
-    responseType: 'text',
-    ...(options.certificateAuthority === undefined
-      ? {}
-      : { https: { certificateAuthority: options.certificateAuthority } }),
-  });
+  /** One request to the cloud: the parts that differ between endpoints. */
+  type CloudRequest = Pick<HttpExchange, 'method' | 'url' | 'searchParams' | 'headers' | 'json'>;
   const base = options.hostAddr.replace(/\/+$/, '');
   const limits = options.limits ?? DEFAULT_CLOUD_LIMITS;
   const freeSpace = options.freeBytes ?? freeBytes;
@@ -334,47 +331,40 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
 
   async function send(
     endpoint: string,
-    request: () => CancelableRequest<Response<string>>,
+    request: CloudRequest,
     cap: AnswerCap = answerCap,
   ): Promise<unknown> {
     const { statusCode, body } = await receive(endpoint, request, cap);
-    return interpret(endpoint, statusCode, body);
+    return interpret(endpoint, statusCode, body.toString('utf8'));
   }
 
-  /** Sends a request and reads its answer, abandoning it past `cap`. */
-  async function receive<T extends string | Buffer>(
-    endpoint: string,
-    request: () => CancelableRequest<Response<T>>,
-    cap: AnswerCap,
-  ): Promise<Response<T>> {
-    let response;
-    let refusal: CloudError | undefined;
+  /** Sends a request and reads its answer, abandoned as soon as it passes `cap`. */
+  async function receive(endpoint: string, request: CloudRequest, cap: AnswerCap) {
     try {
-      const call = request();
-      // Abandon the answer as soon as it passes its cap: got would otherwise buffer all of it.
-      void call.on('downloadProgress', ({ transferred, total }) => {
-        if (refusal !== undefined || Math.max(transferred, total ?? 0) <= cap.bytes) return;
+      return await exchange({
+        ...request,
+        timeoutMs: options.timeoutMs,
+        maxBytes: cap.bytes,
+        ...(options.certificateAuthority === undefined ? {} : { ca: options.certificateAuthority }),
+      });
+    } catch (err) {
+      if (err instanceof HttpOverCapError) {
         const seen =
-          total !== undefined && total > cap.bytes
-            ? `announces ${fmtBytes(total)} (Content-Length)`
-            : `passed ${fmtBytes(transferred)}`;
-        refusal = new CloudError(
+          err.announced !== undefined
+            ? `announces ${fmtBytes(err.announced)} (Content-Length)`
+            : `passed ${fmtBytes(err.transferred)}`;
+        throw new CloudError(
           endpoint,
           'limit',
-          `the answer ${seen}, over ${cap.name}; abandoned after ${transferred} bytes`,
+          `the answer ${seen}, over ${cap.name}; abandoned after ${err.transferred} bytes`,
         );
-        call.cancel();
-      });
-      response = await call;
-    } catch (err) {
-      if (refusal !== undefined) throw refusal;
-      if (err instanceof RequestError) {
+      }
+      if (err instanceof HttpExchangeError) {
         const failure = err.code === 'ETIMEDOUT' ? 'timeout' : 'network';
         throw new CloudError(endpoint, failure, `${err.code}: ${err.message}`, { cause: err });
       }
       throw new CloudError(endpoint, 'network', errorMessage(err), { cause: err });
     }
-    return response;
   }
 
   /**
@@ -484,12 +474,12 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
         new Date(now()),
         randomUUID(),
       );
-      return send('getUserToken', () =>
-        http.get(`${base}${TOKEN_PATH}`, {
-          searchParams: query,
-          headers: { AccessKeyId: creds.accessKeyId },
-        }),
-      );
+      return send('getUserToken', {
+        method: 'GET',
+        url: `${base}${TOKEN_PATH}`,
+        searchParams: query,
+        headers: { AccessKeyId: creds.accessKeyId },
+      });
     });
     const parsed = tokenContent.safeParse(content);
     if (!parsed.success) {
@@ -549,12 +539,12 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
     const endpoint = 'version/check';
     const content = await withRetry(endpoint, () =>
       authed(endpoint, (headers) =>
-        send(endpoint, () =>
-          http.get(`${base}${API_PREFIX}/version/check`, {
-            searchParams: { appkey: options.credentials().appKey, versionNum },
-            headers,
-          }),
-        ),
+        send(endpoint, {
+          method: 'GET',
+          url: `${base}${API_PREFIX}/version/check`,
+          searchParams: { appkey: options.credentials().appKey, versionNum },
+          headers,
+        }),
       ),
     );
     let decoded: unknown = content;
@@ -606,12 +596,12 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
       authed(endpoint, async (headers) => {
         const { statusCode, body } = await receive(
           endpoint,
-          () =>
-            http.get(`${base}${API_PREFIX}/version/file`, {
-              searchParams: { appkey: options.credentials().appKey, versionCode, fileIndex },
-              headers,
-              responseType: 'buffer',
-            }),
+          {
+            method: 'GET',
+            url: `${base}${API_PREFIX}/version/file`,
+            searchParams: { appkey: options.credentials().appKey, versionCode, fileIndex },
+            headers,
+          },
           chunkCap,
         );
         // The usual answer's bytes are decoded straight from the body, the rest of it parsed as
@@ -865,12 +855,12 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
         time: now(),
         versionCode,
       };
-      return send(endpoint, () =>
-        http.post(`${base}${API_PREFIX}/heartBeat`, {
-          json: body,
-          headers: { ...headers, 'content-type': 'application/json;charset=UTF-8' },
-        }),
-      );
+      return send(endpoint, {
+        method: 'POST',
+        url: `${base}${API_PREFIX}/heartBeat`,
+        json: body,
+        headers: { ...headers, 'content-type': 'application/json;charset=UTF-8' },
+      });
     });
   }
 
@@ -880,12 +870,12 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
     // Pausing or resuming the same tasks twice is harmless, so this call is retried.
     await withRetry(endpoint, () =>
       authed(endpoint, (headers) =>
-        send(endpoint, () =>
-          http.post(`${base}${API_PREFIX}/version/upTaskStatus`, {
-            json: { appkey: options.credentials().appKey, taskNos, taskOpFlag: op },
-            headers: { ...headers, 'content-type': 'application/json;charset=UTF-8' },
-          }),
-        ),
+        send(endpoint, {
+          method: 'POST',
+          url: `${base}${API_PREFIX}/version/upTaskStatus`,
+          json: { appkey: options.credentials().appKey, taskNos, taskOpFlag: op },
+          headers: { ...headers, 'content-type': 'application/json;charset=UTF-8' },
+        }),
       ),
     );
   }

@@ -73,7 +73,7 @@ for (const layer of ['machines', 'services', 'adapters', 'cli']) {
 
 // Modules that reach the world themselves; a service must get such things passed in.
 const WORLD =
-  /^(node:)?(fs|fs\/promises|child_process|net|http|https|dgram|os)$|^(got|sqlite3|ps-list|tree-kill|pino|pino-pretty|yauzl|yazl)$/;
+  /^(node:)?(fs|fs\/promises|child_process|net|http|https|dgram|os)$|^(sqlite3|ps-list|tree-kill|pino|pino-pretty|yauzl|yazl)$/;
 
 function touchesWorld(file: string): boolean {
   return specifiers(readFileSync(file, 'utf8')).some((s) => WORLD.test(s));
