@@ -101,7 +101,7 @@ function heartbeatDeps(
         sent.push(items);
         return Promise.resolve();
       },
-    } as CloudApi,
+    } as Partial<CloudApi> as CloudApi,
     boxConfig: () => Promise.resolve(CONFIG),
     fsCli: { run: (cmd) => Promise.resolve(cmd === 'sofia status' ? SOFIA_STATUS : '+OK') },
     processes,

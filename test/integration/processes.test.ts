@@ -249,7 +249,7 @@ test(
     // Through the adapter (the default listing on Linux) it is the same row.
     const viaAdapter = (await createProcessControl().list()).find((p) => p.pid === child.pid);
     assert.equal(viaAdapter?.cmd, row.cmd);
-    assert.equal(viaAdapter?.ppid, process.pid);
+    assert.equal(viaAdapter.ppid, process.pid);
   },
 );
 
@@ -277,7 +277,7 @@ test(
     );
     assert.equal(row?.ppid, process.pid);
     // As ps-list names it: the executable's basename (the symlink resolved).
-    assert.equal(row?.name, basename(realpathSync('/bin/sleep')));
+    assert.equal(row.name, basename(realpathSync('/bin/sleep')));
     assert.deepEqual(
       parseProcStat(
         `${String(child.pid)} (a) b (c) S 77 1 1 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 4242 0 0`,
