@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { errorMessage } from './errors.ts';
+import { listProcfs, procfsAvailable } from './procfs.ts';
 
 export interface ProcInfo {
   pid: number;
@@ -29,8 +30,18 @@ export interface SpawnOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+export interface ListOptions {
+  /**
+   * A listing started at or after this time (epoch ms, Date.now) is good enough: the last one,
+   * or one still running, is shared instead of reading the table again. Without it the listing
+   * is fresh (started after the call), as a caller that must see a change needs.
+   */
+  since?: number;
+}
+
 export interface ProcessControl {
-  list(): Promise<ProcInfo[]>;
+  /** The process table. The array may be shared with other callers: do not change it. */
+  list(options?: ListOptions): Promise<ProcInfo[]>;
   isAlive(pid: number): boolean;
   /** Starts a process that outlives the agent; resolves with its pid once it has spawned. */
   spawnDetached(file: string, args: string[], options: SpawnOptions): Promise<number>;
@@ -60,6 +71,8 @@ export interface RawProc {
 export interface ProcessSeams {
   platform?: NodeJS.Platform;
   listRaw?: () => Promise<RawProc[]>;
+  /** The environment the listing is chosen by (BOXKEEPER_PROCESS_LISTING, below). */
+  env?: NodeJS.ProcessEnv;
   /** process.kill: on Windows every signal is TerminateProcess; 0 probes. */
   signal?: (pid: number, signal: NodeJS.Signals | 0) => void;
   /** How long a win32 tree kill waits for the processes to be gone. */
@@ -113,23 +126,63 @@ export function treeChildrenFirst(table: readonly ProcInfo[], root: number): num
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
+/**
+ * How the table is read. Linux: /proc in one pass, no child process (ps-list ran `ps` twice per
+ * listing and merged them). macOS and the BSDs have no /proc: ps-list (`ps`). Windows: ps-list
+ * (its bundled fastlist.exe). `BOXKEEPER_PROCESS_LISTING=ps-list` forces ps-list anywhere: the
+ * "before" arm of bench/heartbeat.ts, and a way out should /proc ever mislead on a box.
+ */
+export function defaultListRaw(
+  platform: NodeJS.Platform,
+  env: NodeJS.ProcessEnv,
+): () => Promise<RawProc[]> {
+  const psList = async () => {
+    // Loaded on first use: `boxkeeper status` and --help never list.
+    const { default: list } = await import('ps-list');
+    return list({ all: true });
+  };
+  if (platform !== 'linux' || env.BOXKEEPER_PROCESS_LISTING === 'ps-list') return psList;
+  let procfs: boolean | undefined;
+  return async () => {
+    procfs ??= procfsAvailable();
+    return procfs ? listProcfs() : psList();
+  };
+}
+
 export function createProcessControl(seams: ProcessSeams = {}): ProcessControl {
   const platform = seams.platform ?? process.platform;
-  // ps-list and tree-kill load on first use: `boxkeeper status` and --help need neither.
-  const listRaw =
-    seams.listRaw ??
-    (async () => {
-      const { default: psList } = await import('ps-list');
-      return psList({ all: true });
-    });
+  const env = seams.env ?? process.env;
+  const listRaw = seams.listRaw ?? defaultListRaw(platform, env);
   const signal = seams.signal ?? ((pid, sig) => process.kill(pid, sig));
   const killWaitMs = seams.killWaitMs ?? 5000;
+  // The bench's "before" arm: every caller lists for itself, as before listings were shared.
+  const share = env.BOXKEEPER_LISTING_SHARE !== 'off';
 
-  const list = async (): Promise<ProcInfo[]> => {
-    const procs = normalizeProcs(await listRaw());
-    // At least this process runs: an empty table is a failed listing, not "nothing runs".
-    if (procs.length === 0) throw new Error('process listing returned no processes');
+  /** The newest listing, kept (and joined while it runs) for callers that accept its age. */
+  let latest: { startedAt: number; procs: Promise<ProcInfo[]> } | undefined;
+
+  const listFresh = (): Promise<ProcInfo[]> => {
+    const startedAt = Date.now();
+    const procs = (async () => {
+      const rows = normalizeProcs(await listRaw());
+      // At least this process runs: an empty table is a failed listing, not "nothing runs".
+      if (rows.length === 0) throw new Error('process listing returned no processes');
+      return rows;
+    })();
+    const entry = { startedAt, procs };
+    latest = entry;
+    // A failed listing is not handed to later callers.
+    procs.catch(() => {
+      if (latest === entry) latest = undefined;
+    });
     return procs;
+  };
+
+  const list = (options: ListOptions = {}): Promise<ProcInfo[]> => {
+    const { since } = options;
+    if (share && since !== undefined && latest !== undefined && latest.startedAt >= since)
+      return latest.procs;
+    return listFresh();
   };
 
   const isAlive = (pid: number): boolean => {
@@ -163,6 +216,7 @@ export function createProcessControl(seams: ProcessSeams = {}): ProcessControl {
     const failures: string[] = [];
     // A second pass catches children started while the first pass ran.
     for (let pass = 0; pass < 3; pass++) {
+      // Fresh every pass: a shared listing could miss a child just started.
       const next = treeChildrenFirst(await list(), root).filter((pid) => !targeted.has(pid));
       if (next.length === 0) break;
       for (const pid of next) targeted.add(pid);

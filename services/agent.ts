@@ -311,6 +311,8 @@ export class Agent {
           system: this.deps.system,
           isJava: java.matches,
           isFreeswitch: freeswitch.matches,
+          // A supervisor's listing of the last second will do; never the previous beat's.
+          listingMaxAgeMs: Math.min(1000, settings.timer.heartbeatMs / 2),
           boxRoot: settings.paths.boxRoot,
           sendAccessSecret: settings.general.sendAccessSecret,
           logger: logger.child({ component: 'heartbeat' }),

@@ -33,6 +33,11 @@ export interface HeartbeatDeps {
   isJava: (p: ProcInfo) => boolean;
   isFreeswitch: (p: ProcInfo) => boolean;
   boxRoot: string;
+  /**
+   * A process listing started this long ago or less is reused (a supervisor's, moments ago)
+   * rather than read again; 0 (the default): the beat reads its own.
+   */
+  listingMaxAgeMs?: number;
   /** The Python tool sent the access secret in clear; boxkeeper only does so when asked. */
   sendAccessSecret: boolean;
   logger: Logger;
@@ -86,7 +91,8 @@ export interface HeartbeatReport {
 
 export async function collectHeartbeat(deps: HeartbeatDeps): Promise<HeartbeatReport> {
   const config = await deps.boxConfig();
-  const procs = await deps.processes.list();
+  const maxAge = deps.listingMaxAgeMs ?? 0;
+  const procs = await deps.processes.list(maxAge > 0 ? { since: Date.now() - maxAge } : {});
   const freeswitchUp = procs.some(deps.isFreeswitch);
   const javaUp = procs.some(deps.isJava);
   let gateways: GatewayStates = { callbox: undefined, numconvert: undefined };

@@ -72,6 +72,9 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** Every this many watch ticks the process table is read (between them, a signal-0 probe). */
+const GONE_EVERY = 12;
+
 export class ServiceSupervisor {
   readonly spec: ServiceSpec;
   private readonly deps: SupervisorDeps;
@@ -85,11 +88,18 @@ export class ServiceSupervisor {
     const now = deps.now ?? Date.now;
     const log = deps.logger.child({ service: spec.name });
 
-    const find = async (): Promise<ProcInfo | undefined> =>
-      (await deps.processes.list()).find((p) => spec.matches(p));
+    // Fresh unless `since` is given (detect and stop must see the table as it is now).
+    const find = async (since?: number): Promise<ProcInfo | undefined> =>
+      (await deps.processes.list(since === undefined ? {} : { since })).find((p) =>
+        spec.matches(p),
+      );
     const dead = (pid: number | null) => pid === null || !deps.processes.isAlive(pid);
-    // The process table (a `ps` run) also catches a reused pid; it is read only now and then.
-    const gone = async (pid: number | null) => dead(pid) || (await find())?.pid !== pid;
+    // The process table also catches a reused pid; it is read only every GONE_EVERY ticks, and
+    // a listing someone else took since (the heartbeat's, the other supervisor's) will do, as
+    // long as it started after `watchedFrom`: an older one may not show this pid yet.
+    const gone = async (pid: number | null, watchedFrom: number) =>
+      dead(pid) ||
+      (await find(Math.max(watchedFrom, Date.now() - GONE_EVERY * deps.intervalMs)))?.pid !== pid;
 
     // A STOP while a start is in flight cancels the invoke, not the spawn: the stop waits for
     // the spawn and stops what it started (else that process runs on unsupervised and is
@@ -130,8 +140,11 @@ export class ServiceSupervisor {
           }
         }),
         watch: fromPromise<undefined, EffectInput>(async ({ input, signal }) => {
+          // The listing's clock (Date.now), not deps.now.
+          const watchedFrom = Date.now();
           for (let tick = 0; !signal.aborted; tick++) {
-            if (tick % 12 === 11 ? await gone(input.pid) : dead(input.pid)) return undefined;
+            const check = tick % GONE_EVERY === GONE_EVERY - 1;
+            if (check ? await gone(input.pid, watchedFrom) : dead(input.pid)) return undefined;
             await sleep(deps.intervalMs, signal);
           }
           return undefined;

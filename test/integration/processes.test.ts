@@ -1,10 +1,12 @@
 // The process adapter: listing rows Windows' fastlist really produces, the win32 tree kill by
-// parent pids (through seams, so it runs on Linux too), and the POSIX tree kill on real processes.
+// parent pids (through seams, so it runs on Linux too), the POSIX tree kill on real processes,
+// the /proc listing on real processes, and one listing shared by callers that accept its age.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { realpathSync } from 'node:fs';
+import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { test } from 'node:test';
 import {
   createProcessControl,
@@ -12,6 +14,7 @@ import {
   type ProcInfo,
   type RawProc,
 } from '../../adapters/processes.ts';
+import { commandLine, listProcfs, parseBootTime, parseProcStat } from '../../adapters/procfs.ts';
 import { freeswitchMatcher, javaMatcher } from '../../services/supervisor.ts';
 
 // What ps-list's win32 parser makes of fastlist output with a trailing empty line.
@@ -221,3 +224,191 @@ test(
     assert.equal(nodeProcesses.isAlive(victim.pid as number), true);
   },
 );
+
+// ---- the /proc listing (Linux) ---------------------------------------------------------------
+
+const linuxOnly = { skip: process.platform !== 'linux' };
+
+test(
+  '/proc listing: a real child with its exact command line, parent pid and start time',
+  linuxOnly,
+  async (t) => {
+    const marker = `bk-procfs-${process.pid}-${Date.now()}`;
+    const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', marker], {
+      stdio: 'ignore',
+    });
+    t.after(() => child.kill('SIGKILL'));
+    await new Promise((ok) => child.once('spawn', ok));
+    const row = listProcfs().find((p) => p.pid === child.pid);
+    assert.ok(row !== undefined, 'the child is listed');
+    assert.equal(row.cmd, `${process.execPath} -e setInterval(() => {}, 1000) ${marker}`);
+    assert.equal(row.ppid, process.pid);
+    assert.equal(row.name, basename(process.execPath));
+    const startedAt = row.startTime?.getTime() ?? NaN;
+    assert.ok(Math.abs(startedAt - Date.now()) < 60_000, `start time ${String(row.startTime)}`);
+    // Through the adapter (the default listing on Linux) it is the same row.
+    const viaAdapter = (await createProcessControl().list()).find((p) => p.pid === child.pid);
+    assert.equal(viaAdapter?.cmd, row.cmd);
+    assert.equal(viaAdapter.ppid, process.pid);
+  },
+);
+
+test(
+  "/proc listing: a name with spaces and ')' does not shift the fields after it",
+  linuxOnly,
+  async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'bk-procfs-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    // The kernel's comm is the name of the file executed: "a) b (c".
+    const odd = join(dir, 'a) b (c');
+    await symlink('/bin/sleep', odd);
+    const child = spawn(odd, ['30'], { stdio: 'ignore' });
+    t.after(() => child.kill('SIGKILL'));
+    await new Promise((ok) => child.once('spawn', ok));
+    // Until the exec has happened the child is still a copy of node.
+    let row: RawProc | undefined;
+    await waitUntil(
+      () => {
+        row = listProcfs().find((p) => p.pid === child.pid);
+        return row?.cmd === `${odd} 30`;
+      },
+      10_000,
+      'the child to run sleep',
+    );
+    assert.equal(row?.ppid, process.pid);
+    // As ps-list names it: the executable's basename (the symlink resolved).
+    assert.equal(row.name, basename(realpathSync('/bin/sleep')));
+    assert.deepEqual(
+      parseProcStat(
+        `${String(child.pid)} (a) b (c) S 77 1 1 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 4242 0 0`,
+      ),
+      {
+        comm: 'a) b (c',
+        state: 'S',
+        ppid: 77,
+        startTicks: 4242,
+      },
+    );
+  },
+);
+
+test(
+  '/proc listing: processes exiting while it reads are never returned half-read',
+  linuxOnly,
+  async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'bk-procfs-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const marker = join(dir, 'short-lived');
+    // A shell starting short-lived processes one after another, for as long as the test lists;
+    // from a script, so that only the short-lived ones carry the marker.
+    const script = join(dir, 'churn.sh');
+    await writeFile(script, `while :; do /bin/sleep 0 ${marker}; /bin/true ${marker}; done\n`);
+    const churn = spawn('/bin/sh', [script], { stdio: 'ignore' });
+    t.after(() => churn.kill('SIGKILL'));
+    await new Promise((ok) => churn.once('spawn', ok));
+    let seen = 0;
+    for (let i = 0; i < 300; i++) {
+      for (const p of listProcfs()) {
+        // Every row is whole: a command line, or the `[comm]` form of one without (exiting).
+        assert.notEqual(p.cmd, '', `pid ${p.pid} (${String(p.name)}) has no command line`);
+        assert.ok(Number.isInteger(p.ppid), `pid ${p.pid} has no parent pid`);
+        if (p.cmd?.includes(marker) === true) {
+          seen++;
+          assert.match(p.cmd, new RegExp(`^/bin/(sleep 0|true) ${marker}$`));
+        }
+      }
+      if (i % 20 === 0) await new Promise((ok) => setImmediate(ok));
+    }
+    assert.ok(seen > 0, 'some short-lived process was caught running');
+  },
+);
+
+test('/proc helpers: command line and boot time as ps shows them', () => {
+  const stat = { comm: 'java', state: 'S', ppid: 1, startTicks: 5 };
+  assert.equal(
+    commandLine('/usr/bin/java\0-jar\0/box/a b.jar\0', stat),
+    '/usr/bin/java -jar /box/a b.jar',
+  );
+  assert.equal(commandLine('', stat), '[java]');
+  assert.equal(commandLine('', { ...stat, state: 'Z' }), '[java] <defunct>');
+  assert.equal(parseBootTime('cpu  1 2 3\nintr 5\nbtime 1700000000\nprocesses 9\n'), 1700000000);
+  assert.equal(parseBootTime('cpu 1\n'), undefined);
+});
+
+// ---- sharing a listing -----------------------------------------------------------------------
+
+function countedListing() {
+  const calls = { n: 0 };
+  let pending: Array<() => void> = [];
+  const procs = createProcessControl({
+    platform: 'linux',
+    listRaw: async () => {
+      calls.n++;
+      await new Promise<void>((ok) => pending.push(ok));
+      return [{ pid: 1, ppid: 0, name: 'init', cmd: '/sbin/init' }];
+    },
+    env: {},
+  });
+  const release = () => {
+    const waiting = pending;
+    pending = [];
+    for (const ok of waiting) ok();
+  };
+  return { calls, procs, release };
+}
+
+test('list(): fresh by default; with `since` a listing started since is shared, running or done', async () => {
+  const { calls, procs, release } = countedListing();
+  const before = Date.now();
+  const first = procs.list();
+  // Joined while it runs, by a caller that accepts it.
+  const joined = procs.list({ since: before });
+  // A caller without `since` never gets it: a listing of its own.
+  const fresh = procs.list();
+  release();
+  assert.equal(await joined, await first);
+  assert.notEqual(await fresh, await first);
+  assert.equal(calls.n, 2);
+  // Done: still shared with a caller whose bound it meets, not with one asking for newer.
+  const reused = procs.list({ since: before });
+  assert.equal(await reused, await fresh);
+  const newer = procs.list({ since: Date.now() + 1 });
+  release();
+  await newer;
+  assert.equal(calls.n, 3);
+});
+
+test('list(): a failed listing is not shared', async () => {
+  let fail = true;
+  let calls = 0;
+  const procs = createProcessControl({
+    platform: 'linux',
+    env: {},
+    listRaw: () => {
+      calls++;
+      return fail
+        ? Promise.reject(new Error('ps broke'))
+        : Promise.resolve([{ pid: 1, name: 'init' }]);
+    },
+  });
+  const since = Date.now();
+  await assert.rejects(procs.list(), /ps broke/);
+  fail = false;
+  assert.equal((await procs.list({ since })).length, 1);
+  assert.equal(calls, 2);
+});
+
+test('BOXKEEPER_LISTING_SHARE=off: every caller lists for itself', async () => {
+  let calls = 0;
+  const procs = createProcessControl({
+    platform: 'linux',
+    env: { BOXKEEPER_LISTING_SHARE: 'off' },
+    listRaw: () => {
+      calls++;
+      return Promise.resolve([{ pid: 1, name: 'init' }]);
+    },
+  });
+  await procs.list();
+  await procs.list({ since: 0 });
+  assert.equal(calls, 2);
+});
