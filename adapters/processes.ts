@@ -316,6 +316,3 @@ export function createProcessControl(seams: ProcessSeams = {}): ProcessControl {
     },
   };
 }
-
-/** The real processes of this machine. */
-export const nodeProcesses: ProcessControl = createProcessControl();

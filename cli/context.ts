@@ -9,7 +9,7 @@ import { fileAccessFor } from '../adapters/file-acl.ts';
 import { nodeFiles } from '../adapters/files.ts';
 import { createFreeswitchCli, type FreeswitchCli } from '../adapters/freeswitch.ts';
 import { consoleModeFor, createLogger, loadPretty, type LogHandle } from '../adapters/logger.ts';
-import { nodeProcesses } from '../adapters/processes.ts';
+import { createProcessControl } from '../adapters/processes.ts';
 import { captureScriptEnvironment } from '../adapters/script-env.ts';
 import { createSystemInfo } from '../adapters/system.ts';
 import { executableName } from '../services/box-paths.ts';
@@ -102,6 +102,12 @@ export function agentInstall(): AgentInstall {
   const ext = extname(here);
   return findAgentInstall(join(dirname(here), ext === '.mjs' ? 'boxkeeper.mjs' : `main${ext}`));
 }
+
+/**
+ * The real processes of this machine: one instance per process, so that the heartbeat and the
+ * supervisors share its recent listings.
+ */
+export const nodeProcesses = createProcessControl();
 
 export const realWorld = {
   files: nodeFiles,

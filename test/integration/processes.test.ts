@@ -8,12 +8,9 @@ import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { test } from 'node:test';
-import {
-  createProcessControl,
-  nodeProcesses,
-  type ProcInfo,
-  type RawProc,
-} from '../../adapters/processes.ts';
+import { createProcessControl, type ProcInfo, type RawProc } from '../../adapters/processes.ts';
+
+const nodeProcesses = createProcessControl();
 import { commandLine, listProcfs, parseBootTime, parseProcStat } from '../../adapters/procfs.ts';
 import { freeswitchMatcher, javaMatcher } from '../../services/supervisor.ts';
 
@@ -203,7 +200,7 @@ test(
     t.after(() => victim.kill('SIGKILL'));
     const adapter = new URL('../../adapters/processes.ts', import.meta.url).pathname;
     const code = `import(${JSON.stringify(adapter)})
-      .then((m) => m.nodeProcesses.killTree(${String(victim.pid)}, 'SIGTERM'))
+      .then((m) => m.createProcessControl().killTree(${String(victim.pid)}, 'SIGTERM'))
       .then(() => console.log('resolved'), (e) => console.log(e.message));`;
     const out = await new Promise<string>((resolve, reject) => {
       const c = spawn(process.execPath, ['--import', 'tsx', '-e', code], {

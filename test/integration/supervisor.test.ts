@@ -6,8 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { createLogger } from '../../adapters/logger.ts';
-import { nodeProcesses } from '../../adapters/processes.ts';
+import { createProcessControl } from '../../adapters/processes.ts';
 import { ServiceSupervisor, type ServiceSpec } from '../../services/supervisor.ts';
+
+const nodeProcesses = createProcessControl();
 
 const logger = createLogger({ level: 'fatal', console: 'none' }).logger;
 

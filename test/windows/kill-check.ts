@@ -5,7 +5,9 @@
 import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { nodeProcesses } from '../../adapters/processes.ts';
+import { createProcessControl } from '../../adapters/processes.ts';
+
+const nodeProcesses = createProcessControl();
 
 const [standin, work] = process.argv.slice(2);
 if (standin === undefined || work === undefined) {
