@@ -1,5 +1,5 @@
 // SQLite access for the box's database (the `task` table, and later SQL patches).
-import sqlite3 from 'sqlite3';
+import type sqlite3 from 'sqlite3';
 
 export interface Database {
   all<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
@@ -13,7 +13,9 @@ export interface SqliteAdapter {
 }
 
 export const sqliteAdapter: SqliteAdapter = {
-  open(path, options = {}) {
+  async open(path, options = {}) {
+    // Loaded on first use: the idle daemon opens no database (a native addon it need not hold).
+    const { default: sqlite3 } = await import('sqlite3');
     // Never create a database by accident: a wrong path must fail, not yield an empty DB.
     const mode = options.readonly === true ? sqlite3.OPEN_READONLY : sqlite3.OPEN_READWRITE;
     return new Promise((resolve, reject) => {

@@ -17,7 +17,7 @@ import { performance } from 'node:perf_hooks';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { crc32, createInflateRaw, inflateRawSync } from 'node:zlib';
-import yauzl, { type Entry, type ZipFile } from 'yauzl';
+import type { Entry, ZipFile } from 'yauzl';
 import { quoted } from './ini.ts';
 
 export interface ZipLimits {
@@ -46,7 +46,9 @@ const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
 
-function openZip(path: string): Promise<ZipFile> {
+async function openZip(path: string): Promise<ZipFile> {
+  // Loaded on first use: the idle daemon extracts nothing.
+  const { default: yauzl } = await import('yauzl');
   return new Promise((res, rej) => {
     // yauzl itself rejects absolute names, ".." and backslashes when it decodes names.
     yauzl.open(
