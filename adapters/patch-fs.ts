@@ -9,8 +9,15 @@ import { fsyncDir, readFileNamed, writeFileAtomic } from './fs-atomic.ts';
 
 export interface PatchFs {
   readFile(path: string): Promise<Uint8Array>;
-  /** `mode`: of the new file on POSIX (0600 for files only the agent may read). */
-  writeAtomic(path: string, data: string | Uint8Array, options?: { mode?: number }): Promise<void>;
+  /**
+   * `mode`: of the new file on POSIX (0600 for files only the agent may read); `sync`: with
+   * blocking calls (a small file written often, adapters/fs-atomic.ts).
+   */
+  writeAtomic(
+    path: string,
+    data: string | Uint8Array,
+    options?: { mode?: number; sync?: boolean },
+  ): Promise<void>;
   exists(path: string): Promise<boolean>;
   isDir(path: string): Promise<boolean>;
   /**

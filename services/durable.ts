@@ -52,6 +52,23 @@ export interface ParkedWrite {
   nextRetryAt: string;
 }
 
+/**
+ * JSON.stringify(envelope), byte for byte, from the snapshot already serialised (to compare with
+ * the last write): the snapshot, nearly all of the file, is serialised once, not twice.
+ * Key order is the Envelope's: format, machineId, machineVersion, seq, savedAt, snapshot.
+ */
+export function envelopeText(
+  fields: Pick<Envelope, 'machineId' | 'machineVersion' | 'seq' | 'savedAt'>,
+  snapshotText: string,
+): string {
+  return (
+    `{"format":1,"machineId":${JSON.stringify(fields.machineId)}` +
+    `,"machineVersion":${JSON.stringify(fields.machineVersion)}` +
+    `,"seq":${JSON.stringify(fields.seq)},"savedAt":${JSON.stringify(fields.savedAt)}` +
+    `,"snapshot":${snapshotText}}`
+  );
+}
+
 interface Waiter {
   ref: AnyActorRef;
   resolve: () => void;
@@ -139,15 +156,11 @@ export class DurableStore {
     this.lastText = text;
     const seq = ++this.seq;
     for (const ref of refs) if (!this.firstSeq.has(ref)) this.firstSeq.set(ref, seq);
-    const envelope: Envelope = {
-      format: 1,
-      machineId: this.o.machineId,
-      machineVersion: this.o.machineVersion,
-      seq,
-      savedAt: (this.o.now ?? (() => new Date()))().toISOString(),
-      snapshot: persisted,
-    };
-    const body = JSON.stringify(envelope);
+    const savedAt = (this.o.now ?? (() => new Date()))().toISOString();
+    const body = envelopeText(
+      { machineId: this.o.machineId, machineVersion: this.o.machineVersion, seq, savedAt },
+      text,
+    );
     this.chain = this.chain.then(() => this.writeWithRetry(body, seq));
   }
 

@@ -42,6 +42,7 @@ import {
   MACHINE_VERSION,
   type LoadedMeta,
   type MetaFiles,
+  writePatchMeta,
 } from './update-store.ts';
 import { describe, type ParkedStatus, type UpdateStatus } from './update-status.ts';
 
@@ -51,9 +52,6 @@ export { describe, type UpdateStatus };
 
 type Out<T> = Omit<T, 'at'>;
 type None = Record<string, never>;
-
-/** patch.meta's mode on POSIX (on Windows its directory's ACL does it: cli/private-files.ts). */
-const PRIVATE = { mode: 0o600 };
 
 /** What each effect does; services/update-effects.ts implements them against the box. */
 export interface UpdateEffects {
@@ -246,8 +244,7 @@ export class UpdateEngine {
       machineId: MACHINE_ID,
       machineVersion: MACHINE_VERSION,
       initialSeq: loaded.seq,
-      // It holds the cloud's config map (passwords): readable by the agent's user only.
-      write: (text) => this.d.metaFiles.fs.writeAtomic(this.d.metaPath, text, PRIVATE),
+      write: (text) => writePatchMeta(this.d.metaFiles.fs, this.d.metaPath, text),
       onFatal: (err) => {
         log.fatal(
           { err: errorMessage(err), file: this.d.metaPath },
@@ -471,7 +468,7 @@ export async function recordEvent(
       savedAt: metaFiles.now().toISOString(),
       snapshot: actor.getPersistedSnapshot(),
     };
-    await metaFiles.fs.writeAtomic(metaPath, JSON.stringify(envelope), PRIVATE);
+    await writePatchMeta(metaFiles.fs, metaPath, JSON.stringify(envelope));
     return statePath(actor.getSnapshot().value);
   } finally {
     actor.stop();

@@ -224,6 +224,17 @@ async function setAside(path: string, what: string, io: MetaFiles): Promise<stri
   return to;
 }
 
+/**
+ * Writes patch.meta's text durably: the DurableStore's `write`, so every state change of the
+ * update machines goes through here. It holds the cloud's config map (passwords): 0600 on
+ * POSIX (on Windows its directory's ACL does it: cli/private-files.ts). Synchronous: the file
+ * is a few KB, and blocking the event loop ~1 ms for it costs less than the six thread-pool
+ * round trips (open, write, fsync, close, rename, fsync dir) of the async path.
+ */
+export function writePatchMeta(fs: PatchFs, path: string, text: string): Promise<void> {
+  return fs.writeAtomic(path, text, { mode: 0o600, sync: true });
+}
+
 /** Temp files of an interrupted write (killed between fsync and rename). */
 export async function removeStaleTemps(path: string, fs: PatchFs): Promise<string[]> {
   const prefix = `.${basename(path)}.bk-tmp-`;

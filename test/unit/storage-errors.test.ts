@@ -1,12 +1,23 @@
 // The one line an operator reads for a refused file operation names the file it failed on,
 // from real Node errors (some of which name no file themselves).
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import {
+  chmod,
+  copyFile,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { describeStorageError, StorageError } from '../../adapters/errors.ts';
 import { readFileNamed, writeFileAtomic } from '../../adapters/fs-atomic.ts';
+import { canMountTmpfs, fillDisk, mountTmpfs, NO_MOUNT } from '../helpers/tmpfs.ts';
 
 async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'bk-storage-errors-'));
@@ -42,6 +53,91 @@ test('an atomic write over a directory names the target, not its temp file', asy
   const err = await caught(writeFileAtomic(dir, '{}'));
   assert.match(describeStorageError(err) ?? '', new RegExp(`^cannot write ${dir}: `));
 });
+
+// patch.meta is written with the synchronous calls (sync: true): its errors read the same.
+for (const sync of [false, true]) {
+  const how = sync ? 'sync' : 'async';
+
+  test(`${how} atomic write where a directory holds the name: names the file, leaves no temp`, async (t) => {
+    const base = await tempDir(t);
+    const target = join(base, 'patch.meta');
+    await mkdir(join(target, 'inside'), { recursive: true });
+    const err = await caught(writeFileAtomic(target, '{"seq":2}', { sync }));
+    assert.match(
+      describeStorageError(err) ?? '',
+      new RegExp(`^cannot write ${target}: is a directory, expected a file \\(EISDIR\\); `),
+    );
+    assert.equal(new StorageError(err).file, target);
+    assert.deepEqual(await readdir(base), ['patch.meta']);
+    assert.deepEqual(await readdir(target), ['inside']);
+  });
+
+  test(
+    `${how} atomic write into a directory the agent may not write: names the file (EACCES)`,
+    {
+      skip:
+        process.getuid?.() === 0 || process.platform === 'win32'
+          ? 'root (or Windows) may write anyway'
+          : false,
+    },
+    async (t) => {
+      const base = await tempDir(t);
+      const target = join(base, 'patch.meta');
+      await writeFile(target, 'old');
+      await chmod(base, 0o555);
+      let err: unknown;
+      try {
+        err = await caught(writeFileAtomic(target, 'new', { sync }));
+      } finally {
+        // Before the temp dir's removal (after-hooks run in the order they were added).
+        await chmod(base, 0o755);
+      }
+      assert.equal(
+        describeStorageError(err),
+        `cannot write ${target}: permission denied (EACCES); give boxkeeper's user access to it`,
+      );
+      assert.deepEqual(await readdir(base), ['patch.meta']);
+      assert.equal(await readFile(target, 'utf8'), 'old');
+    },
+  );
+
+  test(
+    `${how} atomic write on a read-only file system: names the file (EROFS), keeps the old one`,
+    { skip: canMountTmpfs ? false : NO_MOUNT },
+    async (t) => {
+      const base = await mountTmpfs(t, 1);
+      const target = join(base, 'patch.meta');
+      await writeFile(target, 'old');
+      execFileSync('mount', ['-o', 'remount,ro', base]);
+      const err = await caught(writeFileAtomic(target, 'new', { sync }));
+      assert.equal(
+        describeStorageError(err),
+        `cannot write ${target}: read-only file system (EROFS); make that file system writable`,
+      );
+      assert.deepEqual(await readdir(base), ['patch.meta']);
+      assert.equal(await readFile(target, 'utf8'), 'old');
+    },
+  );
+
+  test(
+    `${how} atomic write on a full disk: names the file (ENOSPC), removes its temp, keeps the old one`,
+    { skip: canMountTmpfs ? false : NO_MOUNT },
+    async (t) => {
+      const base = await mountTmpfs(t, 1);
+      const target = join(base, 'patch.meta');
+      await writeFile(target, 'old');
+      await fillDisk(base);
+      // The temp file is created (tmpfs has inodes left); its write is what the disk refuses.
+      const err = await caught(writeFileAtomic(target, 'x'.repeat(64 * 1024), { sync }));
+      assert.equal(
+        describeStorageError(err),
+        `cannot write ${target}: no space left on the disk (ENOSPC); free space on that disk`,
+      );
+      assert.deepEqual((await readdir(base)).sort(), ['filler', 'patch.meta']);
+      assert.equal(await readFile(target, 'utf8'), 'old');
+    },
+  );
+}
 
 test('a copy names both sides unless the disk refused the target', async (t) => {
   const base = await tempDir(t);

@@ -18,6 +18,7 @@ import {
   type LoadedMeta,
   type MetaFiles,
   type PersistedSnapshot,
+  writePatchMeta,
 } from '../../services/update-store.ts';
 
 const POLICY: UpdatePolicy = {
@@ -99,7 +100,7 @@ async function writeRunningSystem(path: string) {
   const store = new DurableStore({
     machineId: MACHINE_ID,
     machineVersion: MACHINE_VERSION,
-    write: (text) => nodePatchFs.writeAtomic(path, text),
+    write: (text) => writePatchMeta(nodePatchFs, path, text),
     onFatal: (err) => assert.fail(String(err)),
     now: () => NOW,
   });
