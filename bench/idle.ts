@@ -9,7 +9,8 @@
 //   BEATS=0 DURATION_S=600 HEARTBEAT_MS=30000 node --import tsx bench/idle.ts   # 10 minutes idle
 //
 // Environment: BEATS (default 2000; 0: run for DURATION_S), HEARTBEAT_MS (default 50),
-// DURATION_S (upper bound, default 3600), SAMPLE_MS (default 1000), TARGET (build | package;
+// DURATION_S (upper bound, default 3600), SAMPLE_MS (default 1000), NODE_FLAGS (flags for the
+// agent's node, e.g. "--max-semi-space-size=1"), TARGET (build | package;
 // the package from release/…-linux-x64.tar.gz, or PACKAGE=folder).
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -27,6 +28,8 @@ const HEARTBEAT_MS = Number(process.env.HEARTBEAT_MS ?? 50);
 const DURATION_S = Number(process.env.DURATION_S ?? 3600);
 const SAMPLE_MS = Number(process.env.SAMPLE_MS ?? 1000);
 const TARGET = process.env.TARGET ?? 'build';
+/** Node/V8 flags for the agent's process only (NODE_OPTIONS would reach this driver too). */
+const NODE_FLAGS = (process.env.NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
 /** Clock ticks per second of /proc/<pid>/stat (USER_HZ; 100 on every Linux we run). */
 const TICK_MS = 10;
 
@@ -59,7 +62,7 @@ async function launcher(scratch: string): Promise<string[]> {
   if (TARGET === 'build') {
     const main = join(ROOT, 'dist', 'cli', 'main.js');
     if (!existsSync(main)) throw new Error(`${main} is missing: run "npm run build" first`);
-    return [process.execPath, main];
+    return [process.execPath, ...NODE_FLAGS, main];
   }
   if (TARGET !== 'package') throw new Error(`TARGET: expected build or package, got ${TARGET}`);
   let pkg = process.env.PACKAGE;
@@ -72,7 +75,7 @@ async function launcher(scratch: string): Promise<string[]> {
     pkg = join(scratch, `boxkeeper-${version}-linux-x64`);
   }
   // The runtime directly (not the sh launcher), so the pid sampled is the agent's.
-  return [join(pkg, 'runtime', 'node'), join(pkg, 'lib', 'boxkeeper.mjs')];
+  return [join(pkg, 'runtime', 'node'), ...NODE_FLAGS, join(pkg, 'lib', 'boxkeeper.mjs')];
 }
 
 async function main(): Promise<void> {
