@@ -192,7 +192,10 @@ export function scanChunkBody(
 /**
  * Decodes the values of an array whose `[` is just before `from` into `out` (the first `limit`
  * of them); returns the offset just past its `]` and the number of values. The hot loop of a
- * download: plain locals, one byte read per step, no calls.
+ * download: plain locals, one byte read per step, no calls on the way. A miss leaves through
+ * valueMiss, whose message is built there: with the messages built in the loop (template
+ * strings over its locals) TurboFan's code ran 3.7× slower (1.45 ms against 0.39 ms for a
+ * 64 KiB chunk on this machine).
  */
 function decodeValues(
   body: Buffer,
@@ -214,11 +217,11 @@ function decodeValues(
     const negative = c === MINUS;
     if (negative) c = ++i < len ? (body[i] as number) : -1;
     let v = c - ZERO;
-    if (v < 0 || v > 9) throw new Miss(i, `a digit in bytes[${n}], found ${describe(body, i)}`);
+    if (v < 0 || v > 9) return valueMiss(body, i, n, 'digit');
     c = ++i < len ? (body[i] as number) : -1;
     let d = c - ZERO;
     if (d >= 0 && d <= 9) {
-      if (v === 0) throw new Miss(i, `"," or "]" after bytes[${n}] (no leading zeros)`);
+      if (v === 0) return valueMiss(body, i, n, 'leading zero');
       v = v * 10 + d;
       c = ++i < len ? (body[i] as number) : -1;
       d = c - ZERO;
@@ -226,13 +229,11 @@ function decodeValues(
         v = v * 10 + d;
         c = ++i < len ? (body[i] as number) : -1;
         d = c - ZERO;
-        if (d >= 0 && d <= 9) throw new Miss(i, `a byte in bytes[${n}] (at most 3 digits)`);
+        if (d >= 0 && d <= 9) return valueMiss(body, i, n, 'digits');
       }
     }
-    if (c === 0x2e || c === 0x65 || c === 0x45)
-      throw new Miss(i, `an integer in bytes[${n}] (no fraction or exponent)`);
-    if (negative ? v > 128 : v > 255)
-      throw new Miss(i, `a byte in bytes[${n}] (-128..255), found ${negative ? -v : v}`);
+    if (c === 0x2e || c === 0x65 || c === 0x45) return valueMiss(body, i, n, 'fraction');
+    if (negative ? v > 128 : v > 255) return valueMiss(body, i, n, negative ? -v : v);
     // A Buffer keeps the low 8 bits: -1 becomes 255, as `& 0xFF` would.
     if (n < limit) out[n] = negative ? -v : v;
     n++;
@@ -243,8 +244,27 @@ function decodeValues(
       continue;
     }
     if (c === CLOSE_BRACKET) return { end: i + 1, count: n };
-    throw new Miss(i, `"," or "]" after bytes[${n - 1}], found ${describe(body, i)}`);
+    return valueMiss(body, i, n - 1, 'separator');
   }
+}
+
+/** Why decodeValues stopped at `at` (value number `n`): a value out of range, or what it saw. */
+type ValueMissReason = 'digit' | 'leading zero' | 'digits' | 'fraction' | 'separator' | number;
+
+function valueMiss(body: Buffer, at: number, n: number, reason: ValueMissReason): never {
+  const expected =
+    typeof reason === 'number'
+      ? `a byte in bytes[${n}] (-128..255), found ${reason}`
+      : reason === 'digit'
+        ? `a digit in bytes[${n}], found ${describe(body, at)}`
+        : reason === 'leading zero'
+          ? `"," or "]" after bytes[${n}] (no leading zeros)`
+          : reason === 'digits'
+            ? `a byte in bytes[${n}] (at most 3 digits)`
+            : reason === 'fraction'
+              ? `an integer in bytes[${n}] (no fraction or exponent)`
+              : `"," or "]" after bytes[${n}], found ${describe(body, at)}`;
+  throw new Miss(at, expected);
 }
 
 /** The body with the decoded array replaced by `[]`, as text for JSON.parse. */

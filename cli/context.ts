@@ -9,7 +9,6 @@ import { fileAccessFor } from '../adapters/file-acl.ts';
 import { nodeFiles } from '../adapters/files.ts';
 import { createFreeswitchCli, type FreeswitchCli } from '../adapters/freeswitch.ts';
 import { consoleModeFor, createLogger, loadPretty, type LogHandle } from '../adapters/logger.ts';
-import { createProcessControl } from '../adapters/processes.ts';
 import { captureScriptEnvironment } from '../adapters/script-env.ts';
 import { createSystemInfo } from '../adapters/system.ts';
 import { executableName } from '../services/box-paths.ts';
@@ -23,6 +22,7 @@ import { Agent } from '../services/agent.ts';
 import type { Settings } from '../services/settings.ts';
 import type { CommandArgs } from './commands/index.ts';
 import { makeAgentFilesPrivate } from './private-files.ts';
+import { nodeProcesses } from './process-control.ts';
 import { readCloudCa, readSettings } from './settings-load.ts';
 
 export interface Context {
@@ -102,12 +102,6 @@ export function agentInstall(): AgentInstall {
   const ext = extname(here);
   return findAgentInstall(join(dirname(here), ext === '.mjs' ? 'boxkeeper.mjs' : `main${ext}`));
 }
-
-/**
- * The real processes of this machine: one instance per process, so that the heartbeat and the
- * supervisors share its recent listings.
- */
-export const nodeProcesses = createProcessControl();
 
 export const realWorld = {
   files: nodeFiles,

@@ -7,7 +7,7 @@ import {
   isErrnoCode,
 } from '../../adapters/errors.ts';
 import { ownerAlive, readLockOwner } from '../../adapters/instance-lock.ts';
-import { nodeProcesses } from '../context.ts';
+import { nodeProcesses } from '../process-control.ts';
 import type { AgentStatus } from '../../services/agent.ts';
 import { statusPath } from '../../services/agent-status.ts';
 import type { Settings } from '../../services/settings.ts';
