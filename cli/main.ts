@@ -3,6 +3,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import {
   BoxkeeperError,
+  EXIT_CODE_MEANINGS,
   ExitCode,
   StorageError,
   storageErrorOf,
@@ -20,10 +21,10 @@ ${Object.values(commands)
   .join('\n')}
 
 Every command takes --settings PATH (else $BOXKEEPER_SETTINGS, else ./settings/settings.ini)
-and --help. Exit codes: 0 ok, 1 internal error, 2 bad configuration or usage,
-3 another boxkeeper runs for this box, 4 cloud request failed, 5 box service failure,
-6 snapshot operation refused or problems found, 7 a file could not be read or written
-(disk full, I/O error, permission, read-only, a directory where a file belongs).
+and --help.
+
+Exit codes:
+${EXIT_CODE_MEANINGS.map(([code, meaning]) => `  ${String(code).padStart(2)}  ${meaning}`).join('\n')}
 `;
 
 function commandHelp(c: Command): string {
@@ -31,6 +32,48 @@ function commandHelp(c: Command): string {
     .map(([name, o]) => `  --${name}${o.type === 'string' ? ' VALUE' : ''}`.padEnd(24) + o.help)
     .join('\n');
   return `Usage: boxkeeper ${c.name} ${c.usage}\n\n${c.description}\n\nOptions:\n${opts}\n  --help                Show this help\n`;
+}
+
+/** parseArgs' complaint in our words, with the nearest option when one was misspelt. */
+function usageProblem(err: unknown, command: Command, known: string[]): string {
+  const { code, message } = err as { code?: string; message: string };
+  const named = /'(-{1,2}[^' ]+)[^']*'/.exec(message)?.[1];
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && named !== undefined) {
+    const near = nearest(named.replace(/^-+/, '').split('=')[0] ?? '', known);
+    return `unknown option ${named} for "boxkeeper ${command.name}"${near === undefined ? '' : `; did you mean --${near}?`}`;
+  }
+  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && named !== undefined) {
+    const takes = command.options[named.replace(/^-+/, '')]?.type === 'boolean';
+    return takes
+      ? `option ${named} takes no value`
+      : `option ${named} needs a value: ${named} VALUE`;
+  }
+  return message;
+}
+
+/** The known name closest to `typed` (edit distance ≤ 2, or one contains the other). */
+export function nearest(typed: string, known: string[]): string | undefined {
+  let best: { name: string; d: number } | undefined;
+  for (const name of known) {
+    const d = name.includes(typed) || typed.includes(name) ? 1 : editDistance(typed, name);
+    if (d <= 2 && (best === undefined || d < best.d)) best = { name, d };
+  }
+  return best?.name;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++)
+      row[j] = Math.min(
+        (prev[j] ?? 0) + 1,
+        (row[j - 1] ?? 0) + 1,
+        (prev[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    prev = row;
+  }
+  return prev[b.length] ?? 0;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -56,7 +99,9 @@ export async function main(argv: string[]): Promise<number> {
   try {
     parsed = parseArgs({ args: rest, options, allowPositionals: true, strict: true });
   } catch (err) {
-    throw new UsageError(`${(err as Error).message}\nSee "boxkeeper ${command.name} --help".`);
+    throw new UsageError(
+      `${usageProblem(err, command, Object.keys(options))}\nSee "boxkeeper ${command.name} --help".`,
+    );
   }
   if (command.positionals !== true && parsed.positionals.length > 0) {
     throw new UsageError(

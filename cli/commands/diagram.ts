@@ -51,8 +51,8 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
     process.stderr.write(
       `stale diagrams in ${out}:\n${stale.map((n) => `  ${n}`).join('\n')}\n${REGENERATE_HINT}\n`,
     );
-    // 1, like `git diff --exit-code`: a difference was found, nothing is broken.
-    return ExitCode.internal;
+    // A check that answered no (11, as health does): nothing is broken, the pictures differ.
+    return ExitCode.checkFailed;
   }
 
   for (const f of files) {

@@ -224,13 +224,13 @@ const table: Command[] = [
       'Draws the update cycle, the per-version patch machine and the service supervision machine\n' +
       'from their definitions: <name>.mmd (Mermaid stateDiagram-v2) and <name>.svg (Graphviz, rendered\n' +
       'offline) for update, patch and service. Output is deterministic. Needs no settings.ini.\n' +
-      'With --check nothing is written: exit 1 and list the files that are missing or out of date.',
+      'With --check nothing is written: exit 11 and list the files that are missing or out of date.',
     options: {
       out: {
         type: 'string',
         help: 'directory to write to (default: docs/diagrams of the boxkeeper checkout, else of .)',
       },
-      check: { type: 'boolean', help: 'only compare with the files in --out; exit 1 if stale' },
+      check: { type: 'boolean', help: 'only compare with the files in --out; exit 11 if stale' },
     },
     load: () => import('./diagram.ts').then((m) => m.run),
   },

@@ -27,6 +27,14 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
   ) {
     throw new UsageError(`unknown snapshot subcommand "${sub}"; see "boxkeeper snapshot --help"`);
   }
+  // Usage is checked before the settings, the lock or the repository are touched.
+  const rollbackTo = typeof args.values.version === 'string' ? args.values.version : rest[0];
+  if (sub === 'diff' && (rest[0] === undefined || rest[1] === undefined))
+    throw new UsageError('snapshot diff needs two versions: diff A B');
+  if (sub === 'rollback' && rollbackTo === undefined)
+    throw new UsageError('snapshot rollback needs --version V');
+  if (sub === 'delete' && rest[0] === undefined)
+    throw new UsageError('snapshot delete needs a version');
   const ctx = await loadContext(args, 'none');
   const { settings } = ctx;
   let lock: InstanceLock | undefined;
@@ -109,9 +117,7 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
         return ExitCode.ok;
       }
       case 'diff': {
-        const [a, b] = rest;
-        if (a === undefined || b === undefined)
-          throw new UsageError('snapshot diff needs two versions: diff A B');
+        const [a = '', b = ''] = rest;
         const d = await s.diff(a, b);
         for (const p of d.added) out(`+ ${p}`);
         for (const p of d.removed) out(`- ${p}`);
@@ -120,8 +126,7 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
         return ExitCode.ok;
       }
       case 'rollback': {
-        const v = typeof args.values.version === 'string' ? args.values.version : rest[0];
-        if (v === undefined) throw new UsageError('snapshot rollback needs --version V');
+        const v = rollbackTo ?? '';
         const r = await s.rollback(v, {
           discardChanges: args.values['discard-changes'] === true,
         });
@@ -130,8 +135,7 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
         return ExitCode.ok;
       }
       case 'delete': {
-        const [v] = rest;
-        if (v === undefined) throw new UsageError('snapshot delete needs a version');
+        const [v = ''] = rest;
         await s.delete(v);
         out(`deleted ${v}`);
         return ExitCode.ok;

@@ -9,6 +9,7 @@ import {
   ExitCode,
   StorageError,
   storageErrorOf,
+  UsageError,
 } from '../../adapters/errors.ts';
 import { acquireInstanceLock } from '../../adapters/instance-lock.ts';
 import type { UpdateEvent } from '../../machines/update.machine.ts';
@@ -32,12 +33,12 @@ function notApplicable(name: string, state: string): BoxkeeperError {
   if (name === 'rollback')
     return new BoxkeeperError(
       "nothing to roll back: no update was installed by this box's boxkeeper",
-      ExitCode.snapshot,
+      ExitCode.nothingToDo,
     );
   if (name === 'install')
     return new BoxkeeperError(
       'no downloaded update waits to be installed; run "boxkeeper check" first',
-      ExitCode.service,
+      ExitCode.nothingToDo,
     );
   return new BusyError(state);
 }
@@ -56,7 +57,7 @@ async function viaDaemon(
   name: string,
   wait: boolean,
   timeoutMs: number,
-): Promise<UpdateStatus> {
+): Promise<{ before: UpdateStatus; status: UpdateStatus }> {
   const r = await controlRequest(info, 'POST', '/command', { command: name });
   const body = r.body as { accepted?: boolean; status?: UpdateStatus; error?: string };
   if (r.status === 409) {
@@ -69,8 +70,9 @@ async function viaDaemon(
       `the daemon refused "${name}": ${body.error ?? `HTTP ${r.status}`}`,
       ExitCode.internal,
     );
-  let status = body.status;
-  if (!wait) return status;
+  const before = body.status;
+  let status = before;
+  if (!wait) return { before, status };
   const started = Date.now();
   // The event moved the machine on at once; wait until it rests again.
   while (!SETTLED.has(status.state) || Date.now() - started < 200) {
@@ -82,25 +84,25 @@ async function viaDaemon(
     await new Promise((res) => setTimeout(res, 200));
     status = (await controlRequest(info, 'GET', '/status')).body as UpdateStatus;
   }
-  return status;
+  return { before, status };
 }
 
 /** The run of one of these commands; their texts are in the command table (index.ts). */
 export function opRunner(name: string, event: UpdateEvent['type'] | null): CommandRun {
   return async (args) => {
-    const ctx = await loadContext(args, 'none');
-    const { settings, log } = ctx;
     const timeoutRaw = typeof args.values.timeout === 'string' ? Number(args.values.timeout) : 3600;
     if (!Number.isFinite(timeoutRaw) || timeoutRaw <= 0)
-      throw new BoxkeeperError(`--timeout must be a number of seconds > 0`, ExitCode.config);
+      throw new UsageError(`--timeout ${String(args.values.timeout)}: expected seconds > 0`);
     const timeoutMs = timeoutRaw * 1000;
+    const ctx = await loadContext(args, 'none');
+    const { settings, log } = ctx;
     try {
       const info = await readControlInfo(controlFile(settings));
       if (info !== undefined && realWorld.processes.isAlive(info.pid)) {
         const wait = args.values['no-wait'] !== true && name !== 'reload-config';
-        let status: UpdateStatus;
+        let status: UpdateStatus, before: UpdateStatus;
         try {
-          status = await viaDaemon(info, name, wait, timeoutMs);
+          ({ before, status } = await viaDaemon(info, name, wait, timeoutMs));
         } catch (err) {
           if (err instanceof BoxkeeperError) throw err;
           throw new BoxkeeperError(
@@ -110,7 +112,7 @@ export function opRunner(name: string, event: UpdateEvent['type'] | null): Comma
         }
         out(`${name}: sent to the running daemon (pid ${info.pid}) over its control channel`);
         out(summary(status));
-        return wait ? exitFor(name, status) : ExitCode.ok;
+        return wait ? exitFor(name, status, before) : ExitCode.ok;
       }
       if (event === null) {
         out('no daemon runs; settings are read at its next start');
@@ -123,12 +125,26 @@ export function opRunner(name: string, event: UpdateEvent['type'] | null): Comma
   };
 }
 
-function exitFor(name: string, s: UpdateStatus): ExitCode {
+/** The exit code of a command that waited for the cycle to rest (the table in --help). */
+export function exitFor(name: string, s: UpdateStatus, before: UpdateStatus): ExitCode {
   // Handed over to the self-updater, which finishes the install with the new agent.
   if (s.state.startsWith('installing.selfUpdat')) return ExitCode.ok;
-  if (name === 'install' && s.lastResult?.startsWith('installed') !== true) return ExitCode.service;
+  if (name === 'install' && s.lastResult?.startsWith('installed') !== true)
+    return ExitCode.updateFailed;
   if (name === 'rollback' && s.lastResult?.startsWith('rolled back') !== true)
     return ExitCode.snapshot;
+  if (name === 'check') {
+    // A successful check clears lastError; what is left names the step of this cycle that failed.
+    const e = s.lastError ?? '';
+    // A patch refused for its signature or counter is an update not installed, not a cloud fault.
+    if (e.startsWith('install refused:') || /^download of [^:]*: refused /.test(e))
+      return ExitCode.updateFailed;
+    if (e.startsWith('version check:') || e.startsWith('download of')) return ExitCode.cloud;
+    // A mandatory install this check started, which failed.
+    const result = s.lastResult;
+    if (result !== null && result !== before.lastResult && !result.startsWith('installed'))
+      return ExitCode.updateFailed;
+  }
   return ExitCode.ok;
 }
 
@@ -162,9 +178,10 @@ async function inProcess(
       agent.start({ holdServices: engine.servicesMustStayDown(), heartbeat: false });
       engine.start();
       engine.send({ type: 'RELOAD_CONFIG', policy: updatePolicy(settings) });
+      let before = engine.status();
       if (!engine.send({ type: event } as UpdateEvent)) {
         // A job resumed from patch.meta runs first; then the operator's command.
-        await engine.settled(timeoutMs);
+        before = await engine.settled(timeoutMs);
         if (!engine.send({ type: event } as UpdateEvent)) {
           const s = engine.status();
           throw SETTLED.has(s.state) ? notApplicable(name, s.state) : new BusyError(s.state);
@@ -185,7 +202,7 @@ async function inProcess(
         );
       out(summary(status));
       await leaveServicesRunning(ctx, agent, engine);
-      return exitFor(name, status);
+      return exitFor(name, status, before);
     } finally {
       await runtime.close();
       await agent.stop();

@@ -68,7 +68,10 @@ describe('usage', () => {
     const results = await Promise.all(COMMANDS.map((c) => runCli([c, '--bogus'])));
     for (const [i, r] of results.entries()) {
       assert.equal(r.code, 2, `${COMMANDS[i] ?? ''} --bogus: ${show(r)}`);
-      assert.match(r.stderr, /unknown option '--bogus'/i);
+      assert.match(
+        r.stderr,
+        new RegExp(`unknown option --bogus for "boxkeeper ${COMMANDS[i] ?? ''}"`),
+      );
     }
     const missingValue = await runCli(['status', '--settings']);
     assert.equal(missingValue.code, 2, show(missingValue));

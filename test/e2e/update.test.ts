@@ -382,7 +382,7 @@ test('"boxkeeper rollback" undoes the last update; "clear-cache" empties the pat
   await untilUpdate(d, e, (u) => u.state === 'awaitingInstall', 'the held update to wait', 30_000);
   assert.equal(await appVersion(e), 'V1.7');
   const again = await e.cli(['rollback']);
-  assert.equal(again.code, 6, 'nothing left to roll back');
+  assert.equal(again.code, 9, 'nothing left to roll back');
   assert.match(again.stderr, /nothing to roll back/);
 
   const patchDir = join(e.box.boxRoot, 'patch');
