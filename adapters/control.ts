@@ -38,6 +38,8 @@ function sameToken(a: string, b: string): boolean {
 export async function startControlServer(
   infoFile: string,
   handler: ControlHandler,
+  /** GET paths answered without the token (a health probe); still loopback only. */
+  open: ReadonlySet<string> = new Set(),
 ): Promise<ControlServer> {
   const token = randomBytes(24).toString('hex');
   const server: Server = createServer((req, res) => {
@@ -46,7 +48,8 @@ export async function startControlServer(
       res.end(JSON.stringify(body));
     };
     const auth = req.headers.authorization ?? '';
-    if (!sameToken(auth, `Bearer ${token}`)) {
+    const isOpen = req.method === 'GET' && open.has(req.url ?? '');
+    if (!isOpen && !sameToken(auth, `Bearer ${token}`)) {
       reply(401, { error: 'missing or wrong control token' });
       return;
     }

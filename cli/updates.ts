@@ -4,7 +4,12 @@ import type { InspectionEvent } from 'xstate';
 import { removeStaleTemps } from '../adapters/fs-atomic.ts';
 import type { BoxAppApi } from '../adapters/box-app.ts';
 import type { CloudApi } from '../adapters/cloud-client.ts';
-import { startControlServer, type ControlServer } from '../adapters/control.ts';
+import {
+  startControlServer,
+  type ControlHandler,
+  type ControlServer,
+} from '../adapters/control.ts';
+import type { Health } from '../services/health.ts';
 import { errorMessage } from '../adapters/errors.ts';
 import { nodePatchFs, type PatchFs } from '../adapters/patch-fs.ts';
 import { sqliteAdapter } from '../adapters/sqlite.ts';
@@ -178,9 +183,15 @@ export function serveControl(
   engine: UpdateEngine,
   reloadPolicy: () => Promise<UpdatePolicy>,
   requestStop: () => void = () => undefined,
+  health?: () => Health,
 ): Promise<ControlServer> {
-  return startControlServer(controlFile(settings), async (method, path, body) => {
+  const handler: ControlHandler = async (method, path, body) => {
     if (method === 'GET' && path === '/status') return { status: 200, body: engine.status() };
+    // The probe for monitoring (balena-supervisor's /v1/healthy): no token, 503 when unhealthy.
+    if (method === 'GET' && path === '/healthz' && health !== undefined) {
+      const h = health();
+      return { status: h.healthy ? 200 : 503, body: h };
+    }
     // `boxkeeper service stop-agent` (the Windows service's stop command): a graceful stop
     // where signals cannot ask for one.
     if (method === 'POST' && path === '/stop') {
@@ -206,5 +217,6 @@ export function serveControl(
       return { status: accepted ? 200 : 409, body: { accepted, status: engine.status() } };
     }
     return { status: 404, body: { error: `no ${method} ${path}` } };
-  });
+  };
+  return startControlServer(controlFile(settings), handler, new Set(['/healthz']));
 }

@@ -184,6 +184,11 @@ export class Agent {
     return this.config;
   }
 
+  /** The status as status.json has it, now (a copy: the health check reads it). */
+  currentStatus(): AgentStatus {
+    return structuredClone(this.status);
+  }
+
   private saveStatus(): void {
     this.status.updatedAt = new Date().toISOString();
     const text = JSON.stringify(this.status, null, 2);

@@ -94,6 +94,18 @@ const table: Command[] = [
     load: () => import('./status.ts').then((m) => m.run),
   },
   {
+    name: 'health',
+    summary: 'Exit 0 when the agent runs, both services run and heartbeats succeed',
+    usage: '[--json] [--settings PATH]',
+    description:
+      'For scripts and monitoring: exits 0 only when the daemon runs, Java and FreeSWITCH are\n' +
+      'running and the last heartbeat succeeded within 3 heartbeat intervals (at least 15 s);\n' +
+      'otherwise exits 11. Prints one line with the reason. The running daemon answers the same\n' +
+      'at GET /healthz on its control channel (loopback only, no token; 200 or 503).',
+    options: { ...settingsOption, json: { type: 'boolean', help: 'Print JSON' } },
+    load: () => import('./health.ts').then((m) => m.run),
+  },
+  {
     name: 'heartbeat',
     summary: 'Send one heartbeat now and exit',
     usage: '[--settings PATH]',

@@ -6,6 +6,7 @@ import { platformRegistry } from '../../adapters/registry.ts';
 import { HANDOVER_EXIT_CODE, serviceKindOf } from '../../services/service-definitions.ts';
 import { loadSettings, securityWarnings } from '../../services/settings.ts';
 import { loadContext, realWorld, createBoxAgent } from '../context.ts';
+import { assessHealth } from '../../services/health.ts';
 import { createUpdateRuntime, serveControl, updatePolicy, type UpdateRuntime } from '../updates.ts';
 import type { CommandArgs } from './index.ts';
 
@@ -67,6 +68,13 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
           return updatePolicy(fresh.settings);
         },
         () => stopRequested('stop requested'),
+        () =>
+          assessHealth({
+            running: true,
+            status: agent.currentStatus(),
+            heartbeatMs: settings.timer.heartbeatMs,
+            now: Date.now(),
+          }),
       );
       control = server;
       agent.setControl({ url: server.info.url });

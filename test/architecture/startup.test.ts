@@ -46,12 +46,14 @@ test('cli/main.ts and what it loads statically import no third-party package', (
   assert.ok(files.includes('cli/commands/index.ts'), 'the closure was followed');
 });
 
-// status is what an operator and a monitoring script run most: it reads files and asks whether
-// the agent's pid lives, so nothing third-party (zod, YAML, pino, xstate) loads for it.
-test('status and what it loads statically import no third-party package', () => {
-  const { files, packages } = staticClosure(join(root, 'cli', 'commands', 'status.ts'));
-  assert.deepEqual(packages, [], `loaded by status through ${files.join(', ')}`);
-  assert.ok(files.includes('services/update-status.ts'), 'the closure was followed');
+// status and health are what an operator and a monitoring script run most: they read files and
+// ask whether the agent's pid lives, so nothing third-party (zod, YAML, pino, xstate) loads.
+test('status, health and what they load statically import no third-party package', () => {
+  for (const command of ['status', 'health']) {
+    const { files, packages } = staticClosure(join(root, 'cli', 'commands', `${command}.ts`));
+    assert.deepEqual(packages, [], `loaded by ${command} through ${files.join(', ')}`);
+    assert.ok(files.includes('services/agent-status.ts'), 'the closure was followed');
+  }
 });
 
 test('the closure checker sees value imports only', () => {

@@ -1,0 +1,34 @@
+// `boxkeeper health`: the answer of GET /healthz, from the lock and status.json, for a script or
+// a monitoring agent. As light as status: no cloud client, agent or statecharts.
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ExitCode } from '../../adapters/errors.ts';
+import { ownerAlive, readLockOwner } from '../../adapters/instance-lock.ts';
+import type { AgentStatus } from '../../services/agent.ts';
+import { statusPath } from '../../services/agent-status.ts';
+import { assessHealth } from '../../services/health.ts';
+import { nodeProcesses } from '../process-control.ts';
+import { readSettings } from '../settings-load.ts';
+import type { CommandArgs } from './index.ts';
+
+export async function run(args: CommandArgs): Promise<ExitCode> {
+  const { settings } = await readSettings(args);
+  const owner = await readLockOwner(join(settings.paths.agentData, 'agent.lock'));
+  const running = await ownerAlive(owner, nodeProcesses);
+  const status = await readFile(statusPath(settings), 'utf8').then(
+    (text) => JSON.parse(text) as AgentStatus,
+    () => null,
+  );
+  // status.json of a daemon that ran before is not this daemon's word.
+  const own = status !== null && running && status.pid === owner?.pid ? status : null;
+  const health = assessHealth({
+    running,
+    status: own,
+    heartbeatMs: settings.timer.heartbeatMs,
+    now: Date.now(),
+  });
+  process.stdout.write(
+    args.values.json === true ? `${JSON.stringify(health)}\n` : `${health.reason}\n`,
+  );
+  return health.healthy ? ExitCode.ok : ExitCode.checkFailed;
+}
