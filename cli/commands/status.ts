@@ -11,6 +11,7 @@ import { nodeProcesses } from '../process-control.ts';
 import type { AgentStatus } from '../../services/agent.ts';
 import { statusPath } from '../../services/agent-status.ts';
 import type { Settings } from '../../services/settings.ts';
+import { PHASE } from '../../machines/phases.ts';
 import { describe, type UpdateStatus } from '../../services/update-status.ts';
 import { readCloudCa, readSettings } from '../settings-load.ts';
 import type { CommandArgs } from './index.ts';
@@ -34,14 +35,55 @@ async function updateFromMeta(
   }
   try {
     const env = JSON.parse(text) as { seq?: number; snapshot?: Parameters<typeof describe>[0] };
-    if (env.snapshot === undefined)
-      return {
-        error: `${settings.paths.patchMeta}: not boxkeeper's format (imported at the next start)`,
-      };
+    if (env.snapshot === undefined) return await legacyPreview(settings.paths.patchMeta, text);
     return describe(env.snapshot, env.seq ?? 0);
   } catch (err) {
     return { error: `${settings.paths.patchMeta}: unreadable (${(err as Error).message})` };
   }
+}
+
+/**
+ * What a patch.meta of the Python tool holds, shown as it stands (the agent imports it at its
+ * next start). Its reader needs zod, so it loads only for such a file.
+ */
+async function legacyPreview(
+  file: string,
+  text: string,
+): Promise<UpdateStatus | { error: string }> {
+  const { parseLegacyPatchMeta } = await import('../../services/legacy-meta.ts');
+  const parsed = parseLegacyPatchMeta(text);
+  if (parsed.kind === 'fork')
+    return {
+      error: `${file}: the older fork's format, set aside at the next start (${parsed.reason})`,
+    };
+  if (parsed.kind !== 'python')
+    return {
+      error: `${file}: neither boxkeeper's nor the Python tool's format${parsed.kind === 'invalid' ? ` (${parsed.problems.join('; ')})` : ''}`,
+    };
+  const { meta } = parsed;
+  return {
+    state: "the Python tool's (imported at the agent's next start)",
+    phase: meta.phase,
+    phaseNumber: PHASE[meta.phase],
+    mark: meta.mark,
+    versions: meta.list.map((v) => ({
+      versionNum: v.versionNum,
+      versionCode: v.versionCode,
+      status: v.status,
+      state: '',
+      remark: v.remark,
+      lastError: null,
+    })),
+    pausedTasks: null,
+    backup: null,
+    lastBackup: null,
+    nextCheckAt: null,
+    lastError: null,
+    lastResult:
+      meta.selfUpdateVersion === null ? null : `self-update to ${meta.selfUpdateVersion} pending`,
+    seq: 0,
+    parked: null,
+  };
 }
 
 function updateLines(u: UpdateStatus | { error: string } | null): string[] {

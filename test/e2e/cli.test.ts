@@ -362,3 +362,46 @@ test('a configuration.ini without [appkey] key: heartbeat and token exit 2 namin
   }
   assert.equal(h.sim.records.heartbeats.length, 0);
 });
+
+test('status previews a Python-era patch.meta (phase, pending versions) without importing it', async (t) => {
+  const h = await setupE2E();
+  t.after(() => h.close());
+  const file = join(h.box.boxRoot, 'patch', 'patch.meta');
+  await mkdir(join(h.box.boxRoot, 'patch'), { recursive: true });
+  const text = JSON.stringify({
+    state: 3,
+    list: [
+      {
+        version_code: 'c18',
+        version_num: 'V1.8',
+        file_MD5: '0'.repeat(32),
+        remark: 'new call flow',
+        status: 2,
+        argument_config_map: null,
+      },
+    ],
+    retries: 5,
+    mark: 2,
+    self_update_version: null,
+  });
+  await writeFile(file, text);
+  const r = await h.cli(['status']);
+  assert.equal(r.code, 0, show(r));
+  assert.match(
+    r.stdout,
+    /^update: +the Python tool's \(imported at the agent's next start\) \(phase 3 \w+\)$/m,
+  );
+  assert.match(r.stdout, /^ +V1\.8 +DOWNLOADED$/m);
+  const json = await h.cli(['status', '--json']);
+  const update = (
+    JSON.parse(json.stdout) as {
+      update: { phaseNumber: number; versions: Array<{ versionNum: string; status: string }> };
+    }
+  ).update;
+  assert.equal(update.phaseNumber, 3);
+  assert.deepEqual(
+    update.versions.map((v) => [v.versionNum, v.status]),
+    [['V1.8', 'DOWNLOADED']],
+  );
+  assert.equal(await readFile(file, 'utf8'), text, 'the file is left as it was');
+});
