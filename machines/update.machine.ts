@@ -86,6 +86,11 @@ export interface UpdateContext {
   backup: string | null;
   /** The pre-update snapshot of the last completed update (`boxkeeper rollback`). */
   lastBackup: string | null;
+  /**
+   * The box version the last restore brought back (configuration.ini after it), so results
+   * name the version (V1.7), not only the snapshot (pre-V1.8.1); null before any restore.
+   */
+  restored: string | null;
   /** versionCodes of the last completed update. */
   lastInstalled: string[];
   /**
@@ -140,6 +145,10 @@ export interface TasksOutput extends Timed {
 export interface CallsOutput extends Timed {
   active: number;
 }
+export interface RollbackOutput extends Timed {
+  /** The box version after the restore (configuration.ini), when it could be read. */
+  restored?: string | null;
+}
 export interface BackupOutput extends Timed {
   version: string;
 }
@@ -155,7 +164,7 @@ export interface ReconcileOutput extends Timed {
 const effect = <O extends Timed, I>() =>
   fromPromise<O, I>(() => Promise.reject(new Error('effect not provided')));
 
-export const UPDATE_MACHINE_VERSION = '3';
+export const UPDATE_MACHINE_VERSION = '4';
 const RETRIES = 5;
 /** Imported Python phases of an install under way (its backup taken, files maybe changed). */
 const MID_INSTALL_PHASES = [
@@ -166,6 +175,12 @@ const MID_INSTALL_PHASES = [
 ];
 /** Marks a state an operator must look at (install-consistency.ts writes it too). */
 export const ATTENTION = 'the box needs attention';
+
+/** "V1.7 (snapshot pre-V1.8.1)": the version a restore brought back, and from which snapshot. */
+function restoredName(context: UpdateContext): string {
+  const snapshot = context.backup ?? '?';
+  return context.restored === null ? snapshot : `${context.restored} (snapshot ${snapshot})`;
+}
 const RESUME_NOTE = '; resuming the paused tasks failed (retrying): ';
 
 function jitter(at: number, policy: UpdatePolicy): number {
@@ -268,7 +283,7 @@ export const updateMachine = setup({
     handOver: effect<Timed, { versionNum: string; agentBuild: string }>(),
     confirmSelfUpdate: effect<Timed, { versionNum: string; agentBuild: string }>(),
     commitSnapshot: effect<BackupOutput, { version: string; subject: string }>(),
-    rollbackSnapshot: effect<Timed, { version: string }>(),
+    rollbackSnapshot: effect<RollbackOutput, { version: string }>(),
     clearCache: effect<Timed, Record<string, never>>(),
     reconcile: effect<ReconcileOutput, { reason: string }>(),
   },
@@ -411,6 +426,7 @@ export const updateMachine = setup({
     adoptPaused: false,
     backup: null,
     lastBackup: null,
+    restored: null,
     lastInstalled: [],
     heldBack: [],
     installId: 0,
@@ -1025,7 +1041,10 @@ export const updateMachine = setup({
             id: 'rollbackSnapshot',
             src: 'rollbackSnapshot',
             input: ({ context }) => ({ version: context.backup ?? '' }),
-            onDone: 'releasingServices',
+            onDone: {
+              target: 'releasingServices',
+              actions: assign({ restored: ({ event }) => event.output.restored ?? null }),
+            },
             onError: [
               {
                 guard: 'canRetryRollback',
@@ -1124,7 +1143,7 @@ export const updateMachine = setup({
                 lastResult: ({ context }) =>
                   rollbackFailed(context)
                     ? `ROLLBACK to ${context.backup ?? '?'} FAILED`
-                    : `rolled back to ${context.backup ?? '?'}`,
+                    : `rolled back to ${restoredName(context)}`,
                 heldBack: ({ context }) => context.lastInstalled,
                 lastBackup: null,
                 backup: null,
@@ -1141,7 +1160,7 @@ export const updateMachine = setup({
                     ? 'install abandoned before any change'
                     : rollbackFailed(context)
                       ? `install failed; ROLLBACK to ${context.backup} FAILED`
-                      : `install failed; rolled back to ${context.backup}`,
+                      : `install failed; rolled back to ${restoredName(context)}`,
                 backup: null,
                 job: null,
                 installRequested: false,

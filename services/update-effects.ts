@@ -703,7 +703,7 @@ export class BoxUpdateEffects implements UpdateEffects {
     return { version: r.version };
   }
 
-  async rollbackSnapshot({ version }: { version: string }): Promise<void> {
+  async rollbackSnapshot({ version }: { version: string }): Promise<{ restored: string | null }> {
     const snapshots = await this.d.snapshots();
     const r = await snapshots.rollback(version, { discardChanges: true });
     await this.unwindCounter(version);
@@ -713,6 +713,12 @@ export class BoxUpdateEffects implements UpdateEffects {
       'box rolled back to the pre-update snapshot',
     );
     this.d.configChanged?.();
+    // What the box runs now, as results should name it; unreadable is not a failed restore.
+    const restored = await loadBoxConfig(this.paths.config, (p) => this.d.fs.readFile(p)).then(
+      (c) => c.version,
+      () => null,
+    );
+    return { restored };
   }
 
   /** The backup the install-in-progress marker names, or null. */

@@ -27,6 +27,7 @@ import {
   statePath,
   withEffects,
   type BackupOutput,
+  type RollbackOutput,
   type CallsOutput,
   type CheckOutput,
   type ReconcileOutput,
@@ -73,7 +74,7 @@ export interface UpdateEffects {
     input: { version: string; subject: string },
     signal: AbortSignal,
   ): Promise<Out<BackupOutput>>;
-  rollbackSnapshot(input: { version: string }, signal: AbortSignal): Promise<void>;
+  rollbackSnapshot(input: { version: string }, signal: AbortSignal): Promise<Out<RollbackOutput>>;
   clearCache(input: None, signal: AbortSignal): Promise<void>;
   reconcile(input: { reason: string }, signal: AbortSignal): Promise<Out<ReconcileOutput>>;
   downloadPatch(input: PatchEffectInput, signal: AbortSignal): Promise<void>;

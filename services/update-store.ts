@@ -90,6 +90,7 @@ const contextSchema = z.object({
   adoptPaused: z.boolean(),
   backup: z.string().nullable(),
   lastBackup: z.string().nullable(),
+  restored: z.string().nullable(),
   lastInstalled: z.array(z.string()),
   heldBack: z.array(z.string()),
   installId: z.number().int(),
@@ -114,6 +115,12 @@ const MIGRATIONS: Record<string, (e: Envelope<PersistedSnapshot>) => Envelope<Pe
     // Update machine 3 adds the states `installing.starting` and `installing.admitting` (the
     // signed-patch admission), which no version-2 snapshot can be in; the context is the same.
     '2+patch1': (e) => ({ ...e, machineVersion: '3+patch1' }),
+    // Update machine 4 adds `restored` (the box version a restore brought back, for results).
+    '3+patch1': (e) => ({
+      ...e,
+      machineVersion: '4+patch1',
+      snapshot: { ...e.snapshot, context: { ...e.snapshot.context, restored: null } },
+    }),
   };
 
 interface StateNodeLike {

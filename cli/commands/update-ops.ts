@@ -136,10 +136,18 @@ export function exitFor(name: string, s: UpdateStatus, before: UpdateStatus): Ex
   if (name === 'check') {
     // A successful check clears lastError; what is left names the step of this cycle that failed.
     const e = s.lastError ?? '';
-    // A patch refused for its signature or counter is an update not installed, not a cloud fault.
-    if (e.startsWith('install refused:') || /^download of [^:]*: refused /.test(e))
+    if (e.startsWith('version check:')) return ExitCode.cloud;
+    const download = /^download of [^:]*: (.*)$/s.exec(e)?.[1];
+    if (download !== undefined) {
+      // The transfer (a request, a corrupt or missing file) is the cloud's; a disk that refused
+      // it is the box's; anything else refused the patch itself (signature, zip, contents).
+      if (/^(cloud |integrity check failed|the cloud has no file)/.test(download))
+        return ExitCode.cloud;
+      if (/^(cannot (read|write|move|copy) |a file operation failed)/.test(download))
+        return ExitCode.storage;
       return ExitCode.updateFailed;
-    if (e.startsWith('version check:') || e.startsWith('download of')) return ExitCode.cloud;
+    }
+    if (e.startsWith('install refused:')) return ExitCode.updateFailed;
     // A mandatory install this check started, which failed.
     const result = s.lastResult;
     if (result !== null && result !== before.lastResult && !result.startsWith('installed'))

@@ -366,7 +366,7 @@ test('"boxkeeper rollback" undoes the last update; "clear-cache" empties the pat
   await d.waitUntil(async () => (await appVersion(e)) === 'V1.8', 20_000, 'the V1.8 app to run');
   const r = await e.cli(['rollback', '--timeout', '60']);
   assert.equal(r.code, 0, r.stderr + r.stdout);
-  assert.match(r.stdout, /rolled back to pre-V1\.8/);
+  assert.match(r.stdout, /rolled back to V1\.7 \(snapshot pre-V1\.8\.\d+\)/);
   await d.waitUntil(
     async () => (await appVersion(e)) === 'V1.7',
     20_000,

@@ -322,6 +322,19 @@ describe('loadPatchMeta', () => {
     assert.equal(loaded.snapshot.context.adoptPaused, false);
   });
 
+  test('a version-3 envelope is migrated (restored added) and restores', async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'patch.meta');
+    await writeRunningSystem(path);
+    const env = JSON.parse(await readFile(path, 'utf8')) as Envelope<PersistedSnapshot>;
+    env.machineVersion = '3+patch1';
+    delete env.snapshot.context.restored;
+    await writeFile(path, JSON.stringify(env));
+    const loaded = await loadPatchMeta(path, POLICY, io);
+    assert.equal(loaded.kind, 'restored', loaded.notes.join('\n'));
+    assert.equal(loaded.snapshot.context.restored, null);
+  });
+
   test("the fork's jsonpickle format is set aside and boxkeeper starts clean", async (t) => {
     const dir = await tempDir(t);
     const path = join(dir, 'patch.meta');
