@@ -49,6 +49,8 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
         },
         {
           waitForDisk: true,
+          // As the Python tool: debug mode runs nothing on a timer; operator commands still work.
+          periodicChecks: !settings.general.debugMode,
           ...(inspector === undefined ? {} : { inspect: inspector.inspect }),
         },
       );
