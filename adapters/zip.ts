@@ -380,3 +380,52 @@ export async function extractZipSafely(
     bytes: entries.reduce((n, e) => n + e.uncompressedSize, 0),
   };
 }
+
+/**
+ * One small entry of a zip (e.g. a patch's manifest), or null when the zip has no entry of that
+ * name. Refuses an entry larger than `maxBytes` and a file that is not a zip.
+ */
+export async function readZipEntry(
+  zipPath: string,
+  name: string,
+  maxBytes: number,
+): Promise<Buffer | null> {
+  let zip: ZipFile;
+  try {
+    zip = await openZip(zipPath);
+  } catch (err) {
+    throw new UnsafeZipError(zipPath, (err as Error).message);
+  }
+  return new Promise<Buffer | null>((res, rej) => {
+    const fail = (err: Error) => {
+      zip.close();
+      rej(err instanceof UnsafeZipError ? err : new UnsafeZipError(zipPath, err.message));
+    };
+    zip.on('error', fail);
+    zip.on('end', () => res(null));
+    zip.on('entry', (e: Entry) => {
+      if (e.fileName !== name) {
+        zip.readEntry();
+        return;
+      }
+      if (e.uncompressedSize > maxBytes) {
+        fail(new UnsafeZipError(zipPath, `${shown(name)} is over ${maxBytes} bytes`));
+        return;
+      }
+      zip.openReadStream(e, (err, stream) => {
+        if (err !== null) {
+          fail(err);
+          return;
+        }
+        const parts: Buffer[] = [];
+        stream.on('data', (b: Buffer) => parts.push(b));
+        stream.on('error', fail);
+        stream.on('end', () => {
+          zip.close();
+          res(Buffer.concat(parts));
+        });
+      });
+    });
+    zip.readEntry();
+  });
+}

@@ -10,6 +10,7 @@ import {
   type ControlServer,
 } from '../adapters/control.ts';
 import type { Health } from '../services/health.ts';
+import type { PatchInfo } from '../machines/patch.machine.ts';
 import { errorMessage } from '../adapters/errors.ts';
 import { nodePatchFs, type PatchFs } from '../adapters/patch-fs.ts';
 import { sqliteAdapter } from '../adapters/sqlite.ts';
@@ -174,6 +175,16 @@ const EVENTS: Record<string, UpdateEvent['type']> = {
   'clear-cache': 'CLEAR_CACHE',
 };
 
+function isPatchInfo(x: unknown): x is PatchInfo {
+  if (typeof x !== 'object' || x === null) return false;
+  const p = x as Record<string, unknown>;
+  return (
+    ['versionCode', 'versionNum', 'fileMd5', 'remark'].every((k) => typeof p[k] === 'string') &&
+    typeof p.argumentConfigMap === 'object' &&
+    p.argumentConfigMap !== null
+  );
+}
+
 /** States that end on their own within seconds. */
 const BRIEF = new Set(['checking', 'routing', 'routingAfterFailure', 'clearingCache', 'boot']);
 
@@ -204,6 +215,13 @@ export function serveControl(
         const policy = await reloadPolicy();
         engine.send({ type: 'RELOAD_CONFIG', policy });
         return { status: 200, body: { accepted: true, status: engine.status() } };
+      }
+      if (name === 'install-file') {
+        const patch = (body as { patch?: unknown }).patch;
+        if (!isPatchInfo(patch))
+          return { status: 400, body: { error: 'install-file needs a patch' } };
+        const accepted = engine.send({ type: 'INSTALL_FILE', patch });
+        return { status: accepted ? 200 : 409, body: { accepted, status: engine.status() } };
       }
       const type = typeof name === 'string' ? EVENTS[name] : undefined;
       if (type === undefined)

@@ -128,6 +128,8 @@ export type UpdateEvent =
   | { type: 'ROLLBACK' }
   | { type: 'CLEAR_CACHE' }
   | { type: 'RELOAD_CONFIG'; policy: UpdatePolicy }
+  /** `boxkeeper install --file`: a patch staged from a file replaces the list and installs. */
+  | { type: 'INSTALL_FILE'; patch: PatchInfo }
   /** Sent by the self-updater once the new agent build is in place (or it gave up). */
   | { type: 'SELF_UPDATE.SWAPPED' }
   | { type: 'SELF_UPDATE.FAILED'; error: string }
@@ -394,6 +396,18 @@ export const updateMachine = setup({
       for (const v of context.versions) enqueue.stopChild(v.id);
       enqueue.assign({ versions: [], installRequested: false });
     }),
+    // The operator's file replaces whatever list waited, and installs once "downloaded".
+    takeLocalPatch: assign(({ event }) =>
+      event.type === 'INSTALL_FILE'
+        ? {
+            versions: entries([event.patch]),
+            installRequested: true,
+            failedInstalls: 0,
+            heldBack: [],
+            lastError: null,
+          }
+        : {},
+    ),
     spawnVersions: enqueueActions(({ context, enqueue }) => {
       for (const v of context.versions) {
         enqueue.spawnChild('patch', {
@@ -544,6 +558,10 @@ export const updateMachine = setup({
         CHECK: 'checking',
         // Versions still downloading: install as soon as they are complete.
         INSTALL: { guard: 'hasVersions', actions: assign({ installRequested: true }) },
+        INSTALL_FILE: {
+          target: 'routing',
+          actions: ['dropVersions', 'takeLocalPatch', 'spawnVersions'],
+        },
         CLEAR_CACHE: 'clearingCache',
         ROLLBACK: { guard: 'hasLastBackup', target: 'installing', actions: 'startRevert' },
       },
@@ -680,6 +698,10 @@ export const updateMachine = setup({
         INSTALL: {
           target: 'installing',
           actions: 'startInstall',
+        },
+        INSTALL_FILE: {
+          target: 'routing',
+          actions: ['dropVersions', 'takeLocalPatch', 'spawnVersions'],
         },
         CLEAR_CACHE: 'clearingCache',
         ROLLBACK: { guard: 'hasLastBackup', target: 'installing', actions: 'startRevert' },

@@ -145,9 +145,17 @@ export class Agent {
       }
       if (!this.deps.settings.supervise.enabled) this.dropSupervisors();
     },
-    releaseAll: () => {
+    releaseAll: async () => {
       for (const s of this.supervisors) s.resume();
-      if (!this.deps.settings.supervise.enabled) this.dropSupervisors();
+      const sv = this.deps.settings.supervise;
+      // Bounded like a start that fails its way into a crash loop.
+      const bound = sv.readyTimeoutMs * 3 + sv.backoffMaxMs + 15_000;
+      await Promise.all(
+        this.supervisors.map((s) =>
+          s.waitFor(['running', 'crash-loop', 'not-startable'], bound).catch(() => undefined),
+        ),
+      );
+      if (!sv.enabled) this.dropSupervisors();
     },
     isRunning: async (name) => {
       const sup = this.supervisor(name);

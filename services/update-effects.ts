@@ -48,8 +48,12 @@ export interface ServiceControl {
    * both have stayed up for `settleMs` (rejects if one stops).
    */
   startAll(deadline: number, settleMs: number): Promise<void>;
-  /** Releases the services without waiting (after a rollback). */
-  releaseAll(): void;
+  /**
+   * Releases the services (after a rollback: no health gate) and waits until each has come to
+   * rest — running, or given up on (crash loop, not startable) — so that the tasks resumed next
+   * find Java serving. Never rejects: the box runs what it has either way.
+   */
+  releaseAll(): Promise<void>;
   isRunning(name: 'java' | 'freeswitch'): Promise<boolean>;
 }
 
@@ -644,9 +648,8 @@ export class BoxUpdateEffects implements UpdateEffects {
     await this.d.services.startAll(deadline, settleMs);
   }
 
-  releaseServices(): Promise<void> {
-    this.d.services.releaseAll();
-    return Promise.resolve();
+  async releaseServices(): Promise<void> {
+    await this.d.services.releaseAll();
   }
 
   async finalizeConfig(): Promise<void> {

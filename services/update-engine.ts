@@ -11,8 +11,10 @@ import {
   type InspectionEvent,
 } from 'xstate';
 import {
+  BoxkeeperError,
   describeStorageError,
   errorMessage,
+  ExitCode,
   isDiskFull,
   storageErrorOf,
 } from '../adapters/errors.ts';
@@ -48,6 +50,19 @@ import {
 import { describe, type ParkedStatus, type UpdateStatus } from './update-status.ts';
 
 // The status shape and describe() live in update-status.ts (no XState, for `boxkeeper status`).
+
+/** The cycle did not come to rest in time; what is on disk resumes at the next start. */
+export class UpdateTimeoutError extends BoxkeeperError {
+  readonly state: string;
+  constructor(state: string, timeoutMs: number) {
+    super(
+      `the update is still in "${state}" after ${Math.round(timeoutMs / 1000)} s; it is saved ` +
+        'and goes on at the next start of boxkeeper (or give --timeout more seconds)',
+      ExitCode.internal,
+    );
+    this.state = state;
+  }
+}
 export type { UpdateVersionStatus } from './update-status.ts';
 export { describe, type UpdateStatus };
 
@@ -422,8 +437,7 @@ export class UpdateEngine {
         await this.store?.flush();
         return s;
       }
-      if (this.now() > deadline)
-        throw new Error(`update still in "${s.state}" after ${timeoutMs} ms`);
+      if (this.now() > deadline) throw new UpdateTimeoutError(s.state, timeoutMs);
       await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -44,11 +44,12 @@ function updateOp(
   event: UpdateEvent['type'] | null,
   summary: string,
   description: string,
+  extra: { usage?: string; options?: Record<string, CommandOption> } = {},
 ): Command {
   return {
     name,
     summary,
-    usage: '[--no-wait] [--timeout SECONDS] [--settings PATH]',
+    usage: `${extra.usage ?? ''}[--no-wait] [--timeout SECONDS] [--settings PATH]`,
     description:
       `${description}\n` +
       'Goes to the running daemon over its local control channel; without a daemon it runs in\n' +
@@ -60,6 +61,7 @@ function updateOp(
         help: 'With a daemon: return once the daemon took the command',
       },
       timeout: { type: 'string', help: 'Seconds to wait for the result (default 3600)' },
+      ...extra.options,
     },
     load: () => import('./update-ops.ts').then((m) => m.opRunner(name, event)),
   };
@@ -170,8 +172,25 @@ const table: Command[] = [
   updateOp(
     'install',
     'INSTALL',
-    'Install the downloaded (optional) update now',
-    'Installs the update that was downloaded and waits for the operator.',
+    'Install the downloaded (optional) update now, or a patch file (--file)',
+    'Installs the update that was downloaded and waits for the operator. With --file, installs\n' +
+      'a patch zip from this machine instead (a box with no cloud link): the same backup, health\n' +
+      'gate, rollback and signature rules. A signed patch names its version; an unsigned one\n' +
+      'needs --version-num. Exit 0 installed, 8 not installed (refused, or rolled back).',
+    {
+      usage: '[--file PATCH.zip [--version-num V] [--version-code C]] ',
+      options: {
+        file: {
+          type: 'string',
+          help: 'A patch zip to install (the deployed layout, signed or not)',
+        },
+        'version-num': { type: 'string', help: 'With --file: the version it installs, e.g. V1.8' },
+        'version-code': {
+          type: 'string',
+          help: 'With --file: its version code (default: the manifest’s, else local-<md5>)',
+        },
+      },
+    },
   ),
   updateOp(
     'rollback',

@@ -105,7 +105,7 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
       const services: ServiceControl = {
         stopAll: () => Promise.resolve(say('services would be stopped')),
         startAll: () => Promise.resolve(say('services would be started and checked')),
-        releaseAll: () => say('services would be released'),
+        releaseAll: () => Promise.resolve(say('services would be released')),
         isRunning: () => Promise.resolve(false),
       };
       const runtime = await createUpdateRuntime(

@@ -1,7 +1,7 @@
 // `boxkeeper check | install | rollback | clear-cache | reload-config`: sent to the running
 // daemon over its control channel, or, when no daemon runs, carried out in this process (under
 // the same single-instance lock) and waited for.
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { controlRequest, readControlInfo, type ControlInfo } from '../../adapters/control.ts';
 import {
   BoxkeeperError,
@@ -9,8 +9,13 @@ import {
   ExitCode,
   StorageError,
   storageErrorOf,
+  isErrnoCode,
   UsageError,
 } from '../../adapters/errors.ts';
+import { nodePatchFs } from '../../adapters/patch-fs.ts';
+import { readZipEntry, UnsafeZipError } from '../../adapters/zip.ts';
+import type { PatchInfo } from '../../machines/patch.machine.ts';
+import { LocalPatchError, stageLocalPatch } from '../../services/local-patch.ts';
 import { acquireInstanceLock } from '../../adapters/instance-lock.ts';
 import type { UpdateEvent } from '../../machines/update.machine.ts';
 import type { Agent } from '../../services/agent.ts';
@@ -57,8 +62,10 @@ async function viaDaemon(
   name: string,
   wait: boolean,
   timeoutMs: number,
+  patch?: PatchInfo,
 ): Promise<{ before: UpdateStatus; status: UpdateStatus }> {
-  const r = await controlRequest(info, 'POST', '/command', { command: name });
+  const request = patch === undefined ? { command: name } : { command: 'install-file', patch };
+  const r = await controlRequest(info, 'POST', '/command', request);
   const body = r.body as { accepted?: boolean; status?: UpdateStatus; error?: string };
   if (r.status === 409) {
     const state = body.status?.state ?? '?';
@@ -87,6 +94,22 @@ async function viaDaemon(
   return { before, status };
 }
 
+/** `install --file`: the zip staged where a download would put it; a bad file is usage (2). */
+async function stage(
+  file: string,
+  given: { versionNum?: string; versionCode?: string },
+  patchDir: string,
+): Promise<PatchInfo> {
+  try {
+    return await stageLocalPatch(file, given, { fs: nodePatchFs, readZipEntry, patchDir });
+  } catch (err) {
+    if (err instanceof LocalPatchError || err instanceof UnsafeZipError)
+      throw new UsageError(`install --file: ${err.message}`);
+    if (isErrnoCode(err, 'ENOENT')) throw new UsageError(`install --file: ${file}: no such file`);
+    throw err;
+  }
+}
+
 /** The run of one of these commands; their texts are in the command table (index.ts). */
 export function opRunner(name: string, event: UpdateEvent['type'] | null): CommandRun {
   return async (args) => {
@@ -94,15 +117,29 @@ export function opRunner(name: string, event: UpdateEvent['type'] | null): Comma
     if (!Number.isFinite(timeoutRaw) || timeoutRaw <= 0)
       throw new UsageError(`--timeout ${String(args.values.timeout)}: expected seconds > 0`);
     const timeoutMs = timeoutRaw * 1000;
+    const file = typeof args.values.file === 'string' ? resolve(args.values.file) : undefined;
+    const given = {
+      ...(typeof args.values['version-num'] === 'string'
+        ? { versionNum: args.values['version-num'] }
+        : {}),
+      ...(typeof args.values['version-code'] === 'string'
+        ? { versionCode: args.values['version-code'] }
+        : {}),
+    };
+    if (file === undefined && Object.keys(given).length > 0)
+      throw new UsageError('--version-num and --version-code go with --file PATCH.zip');
     const ctx = await loadContext(args, 'none');
     const { settings, log } = ctx;
     try {
+      const patch = file === undefined ? undefined : await stage(file, given, settings.paths.patch);
+      if (patch !== undefined)
+        out(`${file ?? ''}: ${patch.versionNum} (${patch.versionCode}), MD5 ${patch.fileMd5}`);
       const info = await readControlInfo(controlFile(settings));
       if (info !== undefined && realWorld.processes.isAlive(info.pid)) {
         const wait = args.values['no-wait'] !== true && name !== 'reload-config';
         let status: UpdateStatus, before: UpdateStatus;
         try {
-          ({ before, status } = await viaDaemon(info, name, wait, timeoutMs));
+          ({ before, status } = await viaDaemon(info, name, wait, timeoutMs, patch));
         } catch (err) {
           if (err instanceof BoxkeeperError) throw err;
           throw new BoxkeeperError(
@@ -118,7 +155,9 @@ export function opRunner(name: string, event: UpdateEvent['type'] | null): Comma
         out('no daemon runs; settings are read at its next start');
         return ExitCode.ok;
       }
-      return await inProcess(ctx, name, event, timeoutMs);
+      const sent: UpdateEvent =
+        patch === undefined ? ({ type: event } as UpdateEvent) : { type: 'INSTALL_FILE', patch };
+      return await inProcess(ctx, name, sent, timeoutMs);
     } finally {
       log.close();
     }
@@ -159,7 +198,7 @@ export function exitFor(name: string, s: UpdateStatus, before: UpdateStatus): Ex
 async function inProcess(
   ctx: Awaited<ReturnType<typeof loadContext>>,
   name: string,
-  event: UpdateEvent['type'],
+  event: UpdateEvent,
   timeoutMs: number,
 ): Promise<ExitCode> {
   const { settings } = ctx;
@@ -187,10 +226,10 @@ async function inProcess(
       engine.start();
       engine.send({ type: 'RELOAD_CONFIG', policy: updatePolicy(settings) });
       let before = engine.status();
-      if (!engine.send({ type: event } as UpdateEvent)) {
+      if (!engine.send(event)) {
         // A job resumed from patch.meta runs first; then the operator's command.
         before = await engine.settled(timeoutMs);
-        if (!engine.send({ type: event } as UpdateEvent)) {
+        if (!engine.send(event)) {
           const s = engine.status();
           throw SETTLED.has(s.state) ? notApplicable(name, s.state) : new BusyError(s.state);
         }

@@ -471,7 +471,7 @@ runCorpus<ManifestCase, Prepared>({
       services: {
         stopAll: notUsed('services'),
         startAll: notUsed('services'),
-        releaseAll: () => undefined,
+        releaseAll: () => Promise.resolve(),
         isRunning: notUsed('services'),
       },
       unfinishedTasks: notUsed('tasks'),

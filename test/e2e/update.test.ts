@@ -364,9 +364,30 @@ test('"boxkeeper rollback" undoes the last update; "clear-cache" empties the pat
   const d = e.startDaemon();
   await untilUpdate(d, e, (u) => u.lastResult === 'installed V1.8', 'V1.8 to be installed', 40_000);
   await d.waitUntil(async () => (await appVersion(e)) === 'V1.8', 20_000, 'the V1.8 app to run');
+  // The restored app takes 2 s from its start to serve, as a real Spring boot does.
+  await writeFile(join(e.box.boxRoot, 'standin-app.json'), JSON.stringify({ startDelayMs: 2000 }));
   const r = await e.cli(['rollback', '--timeout', '60']);
   assert.equal(r.code, 0, r.stderr + r.stdout);
   assert.match(r.stdout, /rolled back to V1\.7 \(snapshot pre-V1\.8\.\d+\)/);
+  // The tasks were resumed once the restored V1.7 served, not while Java was still starting.
+  const ops = e.sim.records.taskOps;
+  const paused = ops.filter((o) => o.op === 'pause').at(-1);
+  const resumed = ops.filter((o) => o.op === 'resume').at(-1);
+  assert.ok(
+    paused !== undefined && resumed !== undefined && resumed.at > paused.at,
+    'paused, resumed',
+  );
+  const appLog = await readFile(join(e.box.boxRoot, 'standin-app.log'), 'utf8');
+  const restart = appLog
+    .split('\n')
+    .filter((l) => / start pid=\d+ version=V1\.7\b/.test(l))
+    .map((l) => Date.parse(l.split(' ')[0] ?? ''))
+    .find((at) => at >= paused.at);
+  assert.ok(restart !== undefined, `V1.7 started after the rollback began:\n${appLog}`);
+  assert.ok(
+    resumed.at >= restart + 2000,
+    `tasks resumed at ${new Date(resumed.at).toISOString()}, before V1.7 served (started ${new Date(restart).toISOString()}, 2 s to serve)`,
+  );
   await d.waitUntil(
     async () => (await appVersion(e)) === 'V1.7',
     20_000,
