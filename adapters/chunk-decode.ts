@@ -242,9 +242,10 @@ export function decodeCompact(
   let i = from;
   let n = 0;
   let bad = 0;
-  // Each value and its separator lie within its 4 bytes and the next one: up to `close`.
-  const last = close - 4;
-  while (i <= last && n < limit) {
+  // A value and its separator end at `close` at the latest (it is no digit), but its 4 bytes may
+  // reach past it: up to the end of the body (a chunk answer's array is followed by "}}").
+  const stop = Math.min(close, body.length - 3);
+  while (i < stop && n < limit) {
     const b0 = body[i] as number;
     const b1 = body[i + 1] as number;
     const b2 = body[i + 2] as number;
@@ -273,8 +274,24 @@ export function decodeCompact(
     out[n++] = (v ^ -neg) + neg;
     i = end + 1;
   }
-  if (bad !== 0) return -1;
-  // The last few values (and any past `limit`, counted only), each read checked against `close`.
+  return bad === 0 ? compactTail(body, from, i, close, out, n, limit) : -1;
+}
+
+/**
+ * decodeCompact from `i` (value number `n`) on, one checked read at a time: the values too close
+ * to the end of the body for 4-byte reads, and any past `limit` (counted only). A function of its
+ * own: its loop, which a chunk answer never needs, would have decodeCompact's optimised code
+ * thrown away each time it met a value of a new kind there.
+ */
+function compactTail(
+  body: Buffer,
+  from: number,
+  i: number,
+  close: number,
+  out: Buffer,
+  n: number,
+  limit: number,
+): number {
   while (i < close) {
     const neg = body[i] === MINUS ? 1 : 0;
     const first = i + neg;
