@@ -24,6 +24,14 @@ import { freeBytes } from './system.ts';
 export const API_PREFIX = '/v1/api/center818/box';
 export const TOKEN_PATH = '/gateway/token/getUserToken';
 
+/** How far a download is: chunks and payload bytes (totalBytes is exact once it is done). */
+export interface DownloadProgress {
+  done: number;
+  total: number;
+  bytes: number;
+  totalBytes: number;
+}
+
 export interface CloudCredentials {
   accessKeyId: string;
   accessKeySecret: string;
@@ -84,7 +92,7 @@ export interface CloudApi {
   downloadFile(
     versionCode: string,
     dest: string,
-    options?: { onProgress?: (done: number, total: number) => void; signal?: AbortSignal },
+    options?: { onProgress?: (p: DownloadProgress) => void; signal?: AbortSignal },
   ): Promise<DownloadResult>;
   heartbeat(items: HeartbeatItem[], versionCode: string): Promise<void>;
   setTaskStatus(taskNos: TaskNo[], op: (typeof TaskOp)[keyof typeof TaskOp]): Promise<void>;
@@ -708,7 +716,7 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
   async function downloadFile(
     versionCode: string,
     dest: string,
-    opts: { onProgress?: (done: number, total: number) => void; signal?: AbortSignal } = {},
+    opts: { onProgress?: (p: DownloadProgress) => void; signal?: AbortSignal } = {},
   ): Promise<DownloadResult> {
     const dir = dirname(dest);
     const part = `${dest}.part`;
@@ -806,7 +814,13 @@ export function createCloudClient(options: CloudClientOptions): CloudApi {
           chunkBytes: state.chunkBytes ?? chunkSize,
         };
         sinceCheckpoint += data.length;
-        opts.onProgress?.(state.nextIndex, totalIndex);
+        opts.onProgress?.({
+          done: state.nextIndex,
+          total: totalIndex,
+          bytes: state.size,
+          // All chunks but the last have the first one's size: an upper bound until the end.
+          totalBytes: state.nextIndex >= totalIndex ? state.size : totalIndex * chunkSize,
+        });
         if (state.nextIndex >= totalIndex) break;
         const due = sinceCheckpoint >= 1 << 20 || Date.now() - lastCheckpoint >= 2000;
         if (due && background === undefined) {

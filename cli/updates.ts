@@ -132,7 +132,7 @@ export async function createUpdateRuntime(
     pausedTasks: hooks.pausedTasks ?? (() => boxApp.listPausedTasks()),
     fsCli: fsCliFor(settings),
     logger,
-    onProgress: (code, done, total) => engineRef.engine?.reportProgress(code, done, total),
+    onProgress: (code, p) => engineRef.engine?.reportProgress(code, p),
     configChanged: () => {
       agent.refreshBoxConfig().catch((err: unknown) => {
         logger.warn({ err: errorMessage(err) }, 'cannot reload configuration.ini');

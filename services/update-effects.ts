@@ -5,7 +5,7 @@
 // `icb-box.jar`, `application.yml`, `start.exe`, `self_updater.exe`, a partial `settings.ini`,
 // `entrypoint.exe` or `boxkeeper/` (a new agent build).
 import { basename, extname, join } from 'node:path';
-import type { CloudApi, TaskOp } from '../adapters/cloud-client.ts';
+import type { CloudApi, DownloadProgress, TaskOp } from '../adapters/cloud-client.ts';
 import { errorMessage } from '../adapters/errors.ts';
 import type { FreeswitchCli } from '../adapters/freeswitch.ts';
 import { parseShowCalls } from '../adapters/freeswitch.ts';
@@ -79,7 +79,7 @@ export interface UpdateEffectsDeps {
   pausedTasks: () => Promise<TaskNo[]>;
   fsCli: FreeswitchCli;
   logger: Logger;
-  onProgress?: (versionCode: string, done: number, total: number) => void;
+  onProgress?: (versionCode: string, progress: DownloadProgress) => void;
   /** configuration.ini changed on disk (the agent reloads it). */
   configChanged?: () => void;
   /** The version of the agent that runs (self-update confirmation). */
@@ -219,7 +219,7 @@ export class BoxUpdateEffects implements UpdateEffects {
     if (!(await this.d.fs.exists(zip)) || (await this.d.fs.md5(zip)) !== expected) {
       const r = await this.d.cloud.downloadFile(v.versionCode, zip, {
         signal,
-        onProgress: (done, total) => this.d.onProgress?.(v.versionCode, done, total),
+        onProgress: (p) => this.d.onProgress?.(v.versionCode, p),
       });
       if (r.noFile) {
         throw new Error(

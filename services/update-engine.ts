@@ -18,6 +18,7 @@ import {
   isDiskFull,
   storageErrorOf,
 } from '../adapters/errors.ts';
+import type { DownloadProgress } from '../adapters/cloud-client.ts';
 import type { Logger } from '../adapters/logger.ts';
 import { maskSecrets } from '../adapters/secrets.ts';
 import {
@@ -50,6 +51,9 @@ import {
 import { describe, type ParkedStatus, type UpdateStatus } from './update-status.ts';
 
 // The status shape and describe() live in update-status.ts (no XState, for `boxkeeper status`).
+
+/** Download progress reaches status.json and waiting commands at most this often. */
+const PROGRESS_NOTICE_MS = 1000;
 
 /** The cycle did not come to rest in time; what is on disk resumes at the next start. */
 export class UpdateTimeoutError extends BoxkeeperError {
@@ -214,7 +218,11 @@ export class UpdateEngine {
   private actor: Actor<Machine> | undefined;
   private store: DurableStore | undefined;
   private readonly listeners = new Set<(s: UpdateStatus) => void>();
-  private readonly progress = new Map<string, { done: number; total: number }>();
+  private readonly progress = new Map<string, DownloadProgress>();
+  private progressNotice: { at: number; timer: NodeJS.Timeout | undefined } = {
+    at: 0,
+    timer: undefined,
+  };
   private lastPath = '';
   private parkedStatus: ParkedStatus | null = null;
 
@@ -247,9 +255,21 @@ export class UpdateEngine {
     return SERVICES_DOWN.includes(statePath(l.snapshot.value));
   }
 
-  /** Reports download progress of a version (not persisted). */
-  reportProgress(versionCode: string, done: number, total: number): void {
-    this.progress.set(versionCode, { done, total });
+  /**
+   * Reports download progress of a version (not persisted). Listeners (status.json, a waiting
+   * command) hear of it at most once a second, and of the last report in any case.
+   */
+  reportProgress(versionCode: string, progress: DownloadProgress): void {
+    this.progress.set(versionCode, progress);
+    const notice = this.progressNotice;
+    if (notice.timer !== undefined) return;
+    const wait = Math.max(0, notice.at + PROGRESS_NOTICE_MS - Date.now());
+    notice.timer = setTimeout(() => {
+      notice.timer = undefined;
+      notice.at = Date.now();
+      this.notify();
+    }, wait);
+    notice.timer.unref();
   }
 
   start(): void {

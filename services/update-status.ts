@@ -12,7 +12,8 @@ export interface UpdateVersionStatus {
   state: string;
   remark: string;
   lastError: string | null;
-  progress?: { done: number; total: number };
+  /** Download progress: chunks, and payload bytes (live; not persisted). */
+  progress?: { done: number; total: number; bytes?: number; totalBytes?: number };
 }
 
 export interface UpdateStatus {
@@ -72,7 +73,7 @@ export interface SnapLike {
 export function describe(
   snap: SnapLike,
   seq: number,
-  progress: Map<string, { done: number; total: number }> = new Map(),
+  progress: Map<string, NonNullable<UpdateVersionStatus['progress']>> = new Map(),
 ): UpdateStatus {
   const c = snap.context;
   const phase = phaseOf(snap.value, c);

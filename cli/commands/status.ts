@@ -86,6 +86,16 @@ async function legacyPreview(
   };
 }
 
+const mb = (n: number) => (n / 1e6).toFixed(1);
+
+/** "12.3 of 100.0 MB (12/100 chunks)"; older daemons report chunks only. */
+export function progressText(p: NonNullable<UpdateStatus['versions'][number]['progress']>): string {
+  const chunks = `${p.done}/${p.total} chunks`;
+  return p.bytes === undefined || p.totalBytes === undefined
+    ? chunks
+    : `${mb(p.bytes)} of ${mb(p.totalBytes)} MB (${chunks})`;
+}
+
 function updateLines(u: UpdateStatus | { error: string } | null): string[] {
   if (u === null) return ['update:     no update state yet'];
   if ('error' in u) return [`update:     ${u.error}`];
@@ -97,7 +107,7 @@ function updateLines(u: UpdateStatus | { error: string } | null): string[] {
       `  PARKED, ${parked.reason} since ${parked.since} (${parked.attempts} attempts, next ${parked.nextRetryAt}): ${parked.error}`,
     );
   for (const v of u.versions) {
-    const p = v.progress === undefined ? '' : ` ${v.progress.done}/${v.progress.total} chunks`;
+    const p = v.progress === undefined ? '' : ` ${progressText(v.progress)}`;
     lines.push(
       `  ${v.versionNum.padEnd(10)} ${v.status}${p}${v.lastError === null ? '' : ` — ${v.lastError}`}`,
     );

@@ -21,6 +21,7 @@ import type { UpdateEvent } from '../../machines/update.machine.ts';
 import type { Agent } from '../../services/agent.ts';
 import type { UpdateEngine, UpdateStatus } from '../../services/update-engine.ts';
 import { loadContext, realWorld, createBoxAgent } from '../context.ts';
+import { progressView } from '../progress.ts';
 import { controlFile, createUpdateRuntime, updatePolicy } from '../updates.ts';
 import type { CommandRun } from './index.ts';
 
@@ -64,6 +65,7 @@ async function viaDaemon(
   timeoutMs: number,
   patch?: PatchInfo,
 ): Promise<{ before: UpdateStatus; status: UpdateStatus }> {
+  const view = progressView(process.stdout);
   const request = patch === undefined ? { command: name } : { command: 'install-file', patch };
   const r = await controlRequest(info, 'POST', '/command', request);
   const body = r.body as { accepted?: boolean; status?: UpdateStatus; error?: string };
@@ -80,6 +82,7 @@ async function viaDaemon(
   const before = body.status;
   let status = before;
   if (!wait) return { before, status };
+  view.update(status);
   const started = Date.now();
   // The event moved the machine on at once; wait until it rests again.
   while (!SETTLED.has(status.state) || Date.now() - started < 200) {
@@ -90,7 +93,9 @@ async function viaDaemon(
       );
     await new Promise((res) => setTimeout(res, 200));
     status = (await controlRequest(info, 'GET', '/status')).body as UpdateStatus;
+    view.update(status);
   }
+  view.stop();
   return { before, status };
 }
 
@@ -236,10 +241,16 @@ async function inProcess(
       }
       // Leave the state the event entered before waiting for rest.
       await new Promise((r) => setTimeout(r, 50));
+      const view = progressView(process.stdout);
+      view.update(engine.status());
+      const unwatch = engine.onChange((s) => view.update(s));
       const status = await Promise.race([
         engine.settled(timeoutMs),
         runtime.exitRequested.then(() => engine.status()),
-      ]);
+      ]).finally(() => {
+        unwatch();
+        view.stop();
+      });
       if (failure !== undefined && storageErrorOf(failure) !== undefined)
         throw new StorageError(failure, settings.paths.patchMeta);
       if (failure !== undefined)

@@ -556,9 +556,9 @@ test('downloadFile: a multi-chunk zip arrives byte-identical, with progress', as
   assert.ok(version?.zip);
   const total = Math.ceil(version.zip.length / 1000);
   assert.ok(total >= 5);
-  const progress: Array<[number, number]> = [];
+  const progress: Array<[number, number, number, number]> = [];
   const result = await client.downloadFile(version.versionCode, dest, {
-    onProgress: (done, all) => progress.push([done, all]),
+    onProgress: (p) => progress.push([p.done, p.total, p.bytes, p.totalBytes]),
   });
   assert.deepEqual(result, {
     noFile: false,
@@ -568,9 +568,13 @@ test('downloadFile: a multi-chunk zip arrives byte-identical, with progress', as
   });
   assert.ok((await readFile(dest)).equals(version.zip));
   assert.deepEqual(await readdir(dir), ['V2.0.zip']);
+  // Chunks and bytes; the byte total is the chunk size times the chunks until the last is in.
+  const size = version.zip.length;
   assert.deepEqual(
     progress,
-    Array.from({ length: total }, (_, i) => [i + 1, total]),
+    Array.from({ length: total }, (_, i) =>
+      i + 1 < total ? [i + 1, total, (i + 1) * 1000, total * 1000] : [total, total, size, size],
+    ),
   );
   assert.deepEqual(
     sim.records.downloads.map((d) => d.fileIndex),
@@ -625,7 +629,7 @@ test('downloadFile: a download that fails midway resumes with only the missing c
   const before = sim.records.downloads.length;
   const progress: number[] = [];
   const result = await client.downloadFile(version.versionCode, dest, {
-    onProgress: (done) => progress.push(done),
+    onProgress: (p) => progress.push(p.done),
   });
   assert.equal(result.resumedFrom, 3);
   assert.equal(result.bytes, version.zip.length);
@@ -654,8 +658,8 @@ test('downloadFile: an aborted download keeps its progress and resumes', async (
   await assert.rejects(
     client.downloadFile(version.versionCode, dest, {
       signal: controller.signal,
-      onProgress: (done) => {
-        if (done === 2) controller.abort();
+      onProgress: (p) => {
+        if (p.done === 2) controller.abort();
       },
     }),
     { name: 'AbortError' },
