@@ -40,7 +40,10 @@ export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
  */
 export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [ExitCode, string]> = [
   [ExitCode.ok, 'success (for `health`: healthy)'],
-  [ExitCode.internal, 'internal error (a bug: stack printed), daemon unreachable, or --timeout ran out'],
+  [
+    ExitCode.internal,
+    'internal error (a bug: stack printed), daemon unreachable, or --timeout ran out',
+  ],
   [
     ExitCode.config,
     'bad configuration (settings.ini, configuration.ini, application.yml) or usage',
