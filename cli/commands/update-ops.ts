@@ -187,7 +187,11 @@ export function exitFor(name: string, s: UpdateStatus, before: UpdateStatus): Ex
       // it is the box's; anything else refused the patch itself (signature, zip, contents).
       if (/^(cloud |integrity check failed|the cloud has no file)/.test(download))
         return ExitCode.cloud;
-      if (/^(cannot (read|write|move|copy) |a file operation failed)/.test(download))
+      if (
+        /^(cannot (read|write|move|copy) |a file operation failed|not enough free space)/.test(
+          download,
+        )
+      )
         return ExitCode.storage;
       return ExitCode.updateFailed;
     }

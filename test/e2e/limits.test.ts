@@ -47,10 +47,13 @@ async function box(
   return e;
 }
 
-/** `boxkeeper check`: exit 0 with the cycle's failure as its last error. */
-async function checkFails(e: E2E): Promise<string> {
+/**
+ * `boxkeeper check`, with the cycle's failure as its last error and the exit code of the table:
+ * 4 what the cloud sent was over a limit, 7 the disk cannot hold it, 8 the patch was refused.
+ */
+async function checkFails(e: E2E, exitCode: number): Promise<string> {
   const r = await e.cli(['check', '--timeout', '120'], { timeoutMs: 180_000 });
-  assert.equal(r.code, 0, r.stderr + r.stdout);
+  assert.equal(r.code, exitCode, r.stderr + r.stdout);
   const last = /^last error: (.*)$/m.exec(r.stdout)?.[1];
   assert.ok(last !== undefined, `no last error in:\n${r.stdout}`);
   return last;
@@ -62,7 +65,7 @@ const patchMeta = (e: E2E) => readFile(join(patchDir(e), 'patch.meta'), 'utf8');
 test('a 20 MB remark fails the check and is not stored in patch.meta', async (t) => {
   const e = await box(t, [{ versionNum: 'V1.8', remark: 'x'.repeat(20_000_000) }]);
   const before = await boxState(e);
-  const last = await checkFails(e);
+  const last = await checkFails(e, 4);
   assert.match(
     last,
     /cloud version\/check failed \(limit\): the answer .* over \[limits\] answer_size/,
@@ -78,7 +81,7 @@ test('a 100,000-entry upgradeList fails the check without taking a version', asy
   const e = await box(t, [{ versionNum: 'V1.8' }], { limits: { answer_size: '64M' } });
   e.sim.inject('check', { kind: 'long-list', entries: 100_000 });
   const before = await boxState(e);
-  const last = await checkFails(e);
+  const last = await checkFails(e, 4);
   assert.match(last, /upgradeList has 100000 entries, over \[limits\] upgrade_list = 100/);
   const meta = await patchMeta(e);
   assert.ok(meta.length < 64 * 1024, `patch.meta is ${meta.length} bytes`);
@@ -90,7 +93,7 @@ test('a totalIndex of 10^9 fails the download at its first chunk and leaves no f
   const e = await box(t, [{ versionNum: 'V1.8', files: { 'icb-box.jar': 'new jar' } }]);
   e.sim.inject('file', { kind: 'total-index', totalIndex: 1e9 });
   const before = await boxState(e);
-  const last = await checkFails(e);
+  const last = await checkFails(e, 4);
   assert.match(last, /totalIndex is 1000000000, over \[limits\] chunk_count = 100000/);
   assert.equal(
     e.sim.records.downloads.filter((d) => d.fileIndex > 0).length,
@@ -126,7 +129,7 @@ test('free space: a patch the disk cannot hold with its extraction fails before 
     },
   );
   const before = await boxState(e);
-  const last = await checkFails(e);
+  const last = await checkFails(e, 7);
   assert.match(
     last,
     new RegExp(`not enough free space in ${join(disk, 'V1.8')}: the download needs`),
@@ -140,7 +143,7 @@ test('the zip caps come from [limits]: a patch with more files than patch_files 
   const files = { 'icb-box.jar': 'new jar', 'data/a.txt': 'a', 'data/b.txt': 'b' };
   const e = await box(t, [{ versionNum: 'V1.8', files }], { limits: { patch_files: '2' } });
   const before = await boxState(e);
-  const last = await checkFails(e);
+  const last = await checkFails(e, 8);
   assert.match(last, /\.zip: refused: more than 2 entries/);
   const left = await readdir(join(patchDir(e), 'V1.8'));
   assert.deepEqual(
