@@ -2,7 +2,7 @@
 // it, computed from a persisted snapshot. Free of XState so that `status` loads fast.
 import { PHASE, patchStatusOf, phaseOf, statePath } from '../machines/phases.ts';
 import type { PatchStatusName, PhaseName } from '../machines/phases.ts';
-import type { TaskNo } from '../machines/update.machine.ts';
+import type { TaskNo, UpdatePolicy } from '../machines/update.machine.ts';
 
 export interface UpdateVersionStatus {
   versionNum: string;
@@ -28,6 +28,8 @@ export interface UpdateStatus {
   nextCheckAt: string | null;
   lastError: string | null;
   lastResult: string | null;
+  /** The timers and limits the cycle runs with: settings.ini's at this start (or reload). */
+  policy: UpdatePolicy | null;
   seq: number;
   /**
    * Set while patch.meta cannot be written (disk full, I/O error, permission): the update
@@ -62,6 +64,7 @@ export interface SnapLike {
     nextCheckAt: number;
     lastError: string | null;
     lastResult: string | null;
+    policy?: UpdatePolicy;
   };
   children: Record<
     string,
@@ -105,6 +108,7 @@ export function describe(
         : null,
     lastError: c.lastError,
     lastResult: c.lastResult,
+    policy: c.policy ?? null,
     seq,
     parked: null,
   };

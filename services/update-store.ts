@@ -336,7 +336,13 @@ export async function loadPatchMeta(
   }
   const problems = resumeProblems(envelope.snapshot);
   if (problems.length > 0) return recover(problems.join('; '), envelope.seq);
-  return { kind: 'restored', snapshot: envelope.snapshot, seq: envelope.seq, notes };
+  // Policy is configuration, not state: the settings of this start replace the saved ones (a
+  // wait already under way keeps its deadline, as after reload-config).
+  const snapshot = {
+    ...envelope.snapshot,
+    context: { ...envelope.snapshot.context, policy },
+  };
+  return { kind: 'restored', snapshot, seq: envelope.seq, notes };
 }
 
 /** The machines this store persists (for tools that read patch.meta without running them). */

@@ -81,6 +81,7 @@ async function legacyPreview(
     lastError: null,
     lastResult:
       meta.selfUpdateVersion === null ? null : `self-update to ${meta.selfUpdateVersion} pending`,
+    policy: null,
     seq: 0,
     parked: null,
   };

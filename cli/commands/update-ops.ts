@@ -22,7 +22,7 @@ import type { Agent } from '../../services/agent.ts';
 import type { UpdateEngine, UpdateStatus } from '../../services/update-engine.ts';
 import { loadContext, realWorld, createBoxAgent } from '../context.ts';
 import { progressView } from '../progress.ts';
-import { controlFile, createUpdateRuntime, updatePolicy } from '../updates.ts';
+import { controlFile, createUpdateRuntime } from '../updates.ts';
 import type { CommandRun } from './index.ts';
 
 const SETTLED = new Set(['idle', 'awaitingInstall']);
@@ -233,7 +233,6 @@ async function inProcess(
     try {
       agent.start({ holdServices: engine.servicesMustStayDown(), heartbeat: false });
       engine.start();
-      engine.send({ type: 'RELOAD_CONFIG', policy: updatePolicy(settings) });
       let before = engine.status();
       if (!engine.send(event)) {
         // A job resumed from patch.meta runs first; then the operator's command.

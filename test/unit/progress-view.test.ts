@@ -31,6 +31,7 @@ function status(state: string, bytes?: number): UpdateStatus {
     nextCheckAt: null,
     lastError: null,
     lastResult: null,
+    policy: null,
     seq: 1,
     parked: null,
   };

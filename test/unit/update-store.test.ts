@@ -374,6 +374,18 @@ describe('loadPatchMeta', () => {
     assert.deepEqual(fx.last('downloadPatch').input, written.downloadInput);
     actor.stop();
   });
+
+  test('a restored patch.meta runs with the policy of this start, not the saved one', async (t) => {
+    const dir = await tempDir(t);
+    const path = join(dir, 'patch.meta');
+    await writeRunningSystem(path);
+    const saved = JSON.parse(await readFile(path, 'utf8')) as Envelope<PersistedSnapshot>;
+    assert.deepEqual(saved.snapshot.context.policy, POLICY);
+    const changed = { ...POLICY, checkIntervalMs: 999_999_000, healthTimeoutMs: 5_000 };
+    const loaded = await loadPatchMeta(path, changed, io);
+    assert.equal(loaded.kind, 'restored', loaded.notes.join('\n'));
+    assert.deepEqual(loaded.snapshot.context.policy, changed);
+  });
 });
 
 describe('loadPatchMeta: an unusable patch.meta is quarantined and the box reconciled', () => {
