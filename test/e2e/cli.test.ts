@@ -3,6 +3,7 @@
 // found and how its problems are reported, and the token, heartbeat and status commands.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -200,7 +201,18 @@ test('token prints the expiry and never the token', async (t) => {
 test('token with the cloud down exits 4 naming getUserToken', async (t) => {
   const h = await setupE2E();
   t.after(() => h.close());
-  await h.sim.close();
+  // A cloud that drops every connection, on a port this test holds. Not the closed simulator:
+  // under load another test's simulator can be given the freed port at once and answer.
+  const dead = createServer((socket) => socket.destroy());
+  await new Promise<void>((ok) => dead.listen(0, '127.0.0.1', ok));
+  t.after(() => new Promise<void>((ok) => dead.close(() => ok())));
+  const port = (dead.address() as AddressInfo).port;
+  const settings = await readFile(h.box.settingsPath, 'utf8');
+  await writeFile(
+    h.box.settingsPath,
+    settings.replace(/^host_addr\s*=\s*[^ ;\n]+/m, `host_addr=http://127.0.0.1:${port}`),
+  );
+  assert.match(await readFile(h.box.settingsPath, 'utf8'), new RegExp(`:${port}\\b`));
   const r = await h.cli(['token']);
   assert.equal(r.code, 4, show(r));
   assert.match(r.stderr, /getUserToken/);

@@ -42,7 +42,9 @@ test('health: 11 without a daemon, 0 when all is up, 11 with the reason when bea
   assert.equal((await fetch(`${url}/status`)).status, 401);
   assert.equal((await fetch(`${url}/healthz`, { method: 'POST' })).status, 401);
 
-  await h.sim.close();
+  // Every heartbeat fails from now on. Not by closing the simulator: under load another test's
+  // simulator can be given the freed port at once and answer the beats in its place.
+  h.sim.inject('heartBeat', { kind: 'status', status: 503 });
   const failing = await d.waitUntil(
     async () => {
       const r = await h.cli(['health']);
