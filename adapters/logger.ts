@@ -288,6 +288,36 @@ export const REDACT_PATHS = [
   '*.Signature',
 ];
 
+/**
+ * The last log lines in memory (the console shows them): a fixed-size ring of the JSON lines
+ * pino wrote, already redacted, with listeners for new ones.
+ */
+export class RecentLines implements DestinationStream {
+  private readonly lines: string[] = [];
+  private readonly listeners = new Set<(line: string) => void>();
+  private readonly size: number;
+  constructor(size: number) {
+    this.size = size;
+  }
+
+  write(line: string): void {
+    const text = line.endsWith('\n') ? line.slice(0, -1) : line;
+    this.lines.push(text);
+    if (this.lines.length > this.size) this.lines.shift();
+    for (const l of this.listeners) l(text);
+  }
+
+  /** Oldest first. */
+  snapshot(): string[] {
+    return [...this.lines];
+  }
+
+  onLine(listener: (line: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}
+
 export interface LoggerOptions {
   level: 'debug' | 'info' | 'warn' | 'error' | 'fatal';
   /** Directory for day files; omit to log to the console only. */
@@ -300,11 +330,14 @@ export interface LoggerOptions {
   /** pino-pretty, for `console: 'pretty'`: the caller loads it (`loadPretty`) only then. */
   pretty?: typeof PinoPretty;
   now?: () => Date;
+  /** Keep this many recent lines in memory (`LogHandle.recent`), e.g. for the console. */
+  recent?: number;
 }
 
 export interface LogHandle {
   logger: Logger;
   file: DailyLogFile | undefined;
+  recent?: RecentLines;
   close: () => void;
 }
 
@@ -346,6 +379,8 @@ export function createLogger(options: LoggerOptions): LogHandle {
           options.maxBytes === undefined ? {} : { maxBytes: options.maxBytes },
         );
   if (file !== undefined) streams.push({ level: options.level, stream: file });
+  const recent = options.recent === undefined ? undefined : new RecentLines(options.recent);
+  if (recent !== undefined) streams.push({ level: options.level, stream: recent });
   if (options.console === 'pretty') {
     const pretty = options.pretty;
     if (pretty === undefined)
@@ -373,5 +408,10 @@ export function createLogger(options: LoggerOptions): LogHandle {
     },
     pino.multistream(streams),
   );
-  return { logger, file, close: () => file?.end() };
+  return {
+    logger,
+    file,
+    ...(recent === undefined ? {} : { recent }),
+    close: () => file?.end(),
+  };
 }

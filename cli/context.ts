@@ -65,6 +65,8 @@ export async function openLog(settings: Settings, console: 'auto' | 'none'): Pro
     retentionDays: settings.general.logExpirationDays,
     maxBytes: settings.general.logMaxMb * 1024 * 1024,
     console: mode,
+    // The console's recent log lines (only kept when it is on).
+    ...(settings.console.enabled ? { recent: 200 } : {}),
     ...(mode === 'pretty' ? { pretty: await loadPretty() } : {}),
   });
 }

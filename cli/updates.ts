@@ -7,6 +7,7 @@ import type { CloudApi } from '../adapters/cloud-client.ts';
 import {
   startControlServer,
   type ControlHandler,
+  type ControlReply,
   type ControlServer,
 } from '../adapters/control.ts';
 import type { Health } from '../services/health.ts';
@@ -188,6 +189,41 @@ function isPatchInfo(x: unknown): x is PatchInfo {
 /** States that end on their own within seconds. */
 const BRIEF = new Set(['checking', 'routing', 'routingAfterFailure', 'clearingCache', 'boot']);
 
+/**
+ * One operator command (`{ command, patch? }`), as the control channel and the console run it:
+ * 200 and `accepted` when the cycle took it, 409 when its state refuses it.
+ */
+export function controlCommand(
+  engine: UpdateEngine,
+  reloadPolicy: () => Promise<UpdatePolicy>,
+): (body: unknown) => Promise<ControlReply> {
+  return async (body) => {
+    const name = (body as { command?: unknown } | null)?.command;
+    if (name === 'reload-config') {
+      const policy = await reloadPolicy();
+      engine.send({ type: 'RELOAD_CONFIG', policy });
+      return { status: 200, body: { accepted: true, status: engine.status() } };
+    }
+    if (name === 'install-file') {
+      const patch = (body as { patch?: unknown }).patch;
+      if (!isPatchInfo(patch))
+        return { status: 400, body: { error: 'install-file needs a patch' } };
+      const accepted = engine.send({ type: 'INSTALL_FILE', patch });
+      return { status: accepted ? 200 : 409, body: { accepted, status: engine.status() } };
+    }
+    const type = typeof name === 'string' ? EVENTS[name] : undefined;
+    if (type === undefined)
+      return { status: 400, body: { error: `unknown command ${String(name)}` } };
+    let accepted = engine.send({ type } as UpdateEvent);
+    // A version check takes a moment: the command waits for it rather than being refused.
+    for (let i = 0; !accepted && i < 100 && BRIEF.has(engine.status().state); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      accepted = engine.send({ type } as UpdateEvent);
+    }
+    return { status: accepted ? 200 : 409, body: { accepted, status: engine.status() } };
+  };
+}
+
 /** The daemon's side of `boxkeeper check|install|rollback|clear-cache|reload-config`. */
 export function serveControl(
   settings: Settings,
@@ -196,6 +232,7 @@ export function serveControl(
   requestStop: () => void = () => undefined,
   health?: () => Health,
 ): Promise<ControlServer> {
+  const command = controlCommand(engine, reloadPolicy);
   const handler: ControlHandler = async (method, path, body) => {
     if (method === 'GET' && path === '/status') return { status: 200, body: engine.status() };
     // The probe for monitoring (balena-supervisor's /v1/healthy): no token, 503 when unhealthy.
@@ -209,31 +246,7 @@ export function serveControl(
       requestStop();
       return { status: 200, body: { stopping: true } };
     }
-    if (method === 'POST' && path === '/command') {
-      const name = (body as { command?: unknown } | null)?.command;
-      if (name === 'reload-config') {
-        const policy = await reloadPolicy();
-        engine.send({ type: 'RELOAD_CONFIG', policy });
-        return { status: 200, body: { accepted: true, status: engine.status() } };
-      }
-      if (name === 'install-file') {
-        const patch = (body as { patch?: unknown }).patch;
-        if (!isPatchInfo(patch))
-          return { status: 400, body: { error: 'install-file needs a patch' } };
-        const accepted = engine.send({ type: 'INSTALL_FILE', patch });
-        return { status: accepted ? 200 : 409, body: { accepted, status: engine.status() } };
-      }
-      const type = typeof name === 'string' ? EVENTS[name] : undefined;
-      if (type === undefined)
-        return { status: 400, body: { error: `unknown command ${String(name)}` } };
-      let accepted = engine.send({ type } as UpdateEvent);
-      // A version check takes a moment: the command waits for it rather than being refused.
-      for (let i = 0; !accepted && i < 100 && BRIEF.has(engine.status().state); i++) {
-        await new Promise((r) => setTimeout(r, 100));
-        accepted = engine.send({ type } as UpdateEvent);
-      }
-      return { status: accepted ? 200 : 409, body: { accepted, status: engine.status() } };
-    }
+    if (method === 'POST' && path === '/command') return command(body);
     return { status: 404, body: { error: `no ${method} ${path}` } };
   };
   return startControlServer(controlFile(settings), handler, new Set(['/healthz']));

@@ -6,3 +6,8 @@ import type { Settings } from './settings.ts';
 export function statusPath(settings: Settings): string {
   return join(settings.paths.agentData, 'status.json');
 }
+
+/** Where the running console's address and token are (0600), for `boxkeeper console`. */
+export function consolePath(settings: Settings): string {
+  return join(settings.paths.agentData, 'console.json');
+}

@@ -75,6 +75,7 @@ export class Agent {
   private writing: Promise<void> = Promise.resolve();
   /** Why status.json cannot be written, while it cannot (logged once, not on every save). */
   private statusWriteError: string | undefined;
+  private readonly statusListeners = new Set<(status: AgentStatus) => void>();
 
   constructor(deps: AgentDeps) {
     this.deps = deps;
@@ -197,8 +198,15 @@ export class Agent {
     return structuredClone(this.status);
   }
 
+  /** Called after every change of the status (the console pushes it to its pages). */
+  onStatus(listener: (status: AgentStatus) => void): () => void {
+    this.statusListeners.add(listener);
+    return () => this.statusListeners.delete(listener);
+  }
+
   private saveStatus(): void {
     this.status.updatedAt = new Date().toISOString();
+    for (const l of this.statusListeners) l(this.status);
     const text = JSON.stringify(this.status, null, 2);
     const file = statusPath(this.deps.settings);
     // A full or failing disk must not stop beats and supervision: say so once, and again when

@@ -92,6 +92,8 @@ export interface Settings {
     /** A CA certificate (PEM) the cloud's https certificate must chain to; null: the system's. */
     caFile: string | null;
   };
+  /** The local web console (docs/operations.md): off unless asked for. */
+  console: { enabled: boolean; port: number };
 }
 
 // ---- field kinds: each a parser of the raw string, plus how to say what was expected ----
@@ -188,6 +190,10 @@ const kinds = {
     expected: `a number of seconds ≥ 0 and at most ${MAX_SECONDS} (24 days)`,
   },
   days: { parse: num((n) => n > 0), expected: 'a number of days > 0' },
+  port: {
+    parse: num((n) => Number.isInteger(n) && n >= 0 && n <= 65535),
+    expected: 'a TCP port 1-65535 (0: any free port)',
+  },
   count: { parse: num((n) => Number.isInteger(n) && n >= 1), expected: 'a whole number ≥ 1' },
   countOrZero: {
     parse: num((n) => Number.isInteger(n) && n >= 0),
@@ -286,6 +292,8 @@ export const FIELDS: readonly Field[] = [
   { section: 'limits', key: 'disk_reserve', kind: 'sizeOrZero', default: '100M' },
   { section: 'security', key: 'patch_keys', kind: 'keys', default: '' },
   { section: 'security', key: 'ca_file', kind: 'optionalPath', default: '' },
+  { section: 'console', key: 'enabled', kind: 'bool', default: 'off' },
+  { section: 'console', key: 'port', kind: 'port', default: '8720' },
 ];
 
 export const REGISTRY_KEY = 'HKLM\\SOFTWARE\\Ect888\\Qthz';
@@ -577,6 +585,7 @@ export async function loadSettings(file: string, deps: SettingsDeps): Promise<Lo
         patchKeys: g('security', 'patch_keys'),
         caFile: paths['security.ca_file'] ?? null,
       },
+      console: { enabled: g('console', 'enabled'), port: g('console', 'port') },
     },
   };
 }

@@ -50,6 +50,8 @@ export interface ServiceState {
   failures: number;
   lastError: string | null;
   since: string;
+  /** Times it came up again under a new pid after first running under this agent. */
+  restarts: number;
 }
 
 /** The service was not started because it cannot be (the machine's `notStartable` state). */
@@ -80,6 +82,9 @@ export class ServiceSupervisor {
   private readonly deps: SupervisorDeps;
   private readonly actor: Actor<typeof serviceMachine>;
   private since = new Date().toISOString();
+  private restarts = 0;
+  /** The pid it last ran under (null until it first ran). */
+  private lastRunningPid: number | null = null;
   private readonly listeners = new Set<(s: ServiceState) => void>();
 
   constructor(spec: ServiceSpec, deps: SupervisorDeps) {
@@ -195,6 +200,11 @@ export class ServiceSupervisor {
       if (key === last) return;
       last = key;
       this.since = new Date(now()).toISOString();
+      if (status === 'running' && snap.context.pid !== null) {
+        if (this.lastRunningPid !== null && this.lastRunningPid !== snap.context.pid)
+          this.restarts++;
+        this.lastRunningPid = snap.context.pid;
+      }
       const state = this.state();
       if (status === 'crash-loop') {
         log.error(
@@ -247,6 +257,7 @@ export class ServiceSupervisor {
       failures: snap.context.failures,
       lastError: snap.context.lastError,
       since: this.since,
+      restarts: this.restarts,
     };
   }
 

@@ -108,6 +108,21 @@ const table: Command[] = [
     load: () => import('./health.ts').then((m) => m.run),
   },
   {
+    name: 'console',
+    summary: "Print the link to the daemon's local web console",
+    usage: '[--open] [--settings PATH]',
+    description:
+      'Prints the link (with its access token) to the local console the running daemon serves\n' +
+      'on 127.0.0.1 when [console] enabled = on: the live update statechart, download progress,\n' +
+      'both services, heartbeats, recent log lines and the operator actions. The token is\n' +
+      'traded for a cookie on first use. Exits 1 when no daemon serves it, 2 when it is off.',
+    options: {
+      ...settingsOption,
+      open: { type: 'boolean', help: 'Also open the link in the default browser' },
+    },
+    load: () => import('./console.ts').then((m) => m.run),
+  },
+  {
     name: 'heartbeat',
     summary: 'Send one heartbeat now and exit',
     usage: '[--settings PATH]',

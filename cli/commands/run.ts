@@ -7,7 +7,14 @@ import { HANDOVER_EXIT_CODE, serviceKindOf } from '../../services/service-defini
 import { loadSettings, securityWarnings } from '../../services/settings.ts';
 import { loadContext, realWorld, createBoxAgent } from '../context.ts';
 import { assessHealth } from '../../services/health.ts';
-import { createUpdateRuntime, serveControl, updatePolicy, type UpdateRuntime } from '../updates.ts';
+import type { ControlReply } from '../../adapters/control.ts';
+import {
+  controlCommand,
+  createUpdateRuntime,
+  serveControl,
+  updatePolicy,
+  type UpdateRuntime,
+} from '../updates.ts';
 import type { CommandArgs } from './index.ts';
 
 export async function run(args: CommandArgs): Promise<ExitCode> {
@@ -36,6 +43,8 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
     const { agent, cloud, boxApp } = await createBoxAgent(ctx);
     let updates: UpdateRuntime | undefined;
     let control: { close(): Promise<void> } | undefined;
+    let command: ((body: unknown) => Promise<ControlReply>) | undefined;
+    let consoleServer: { close(): Promise<void> } | undefined;
     if (settings.update.enabled) {
       updates = await createUpdateRuntime(
         ctx,
@@ -57,18 +66,20 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
       agent.start({ holdServices: updates.engine.servicesMustStayDown() });
       updates.engine.start();
       const engine = updates.engine;
+      const reloadPolicy = async () => {
+        await agent.refreshBoxConfig();
+        const fresh = await loadSettings(settings.file, {
+          readFile: realWorld.files.readFile,
+          registry: platformRegistry(settings.platform),
+          platform: settings.platform,
+        });
+        return updatePolicy(fresh.settings);
+      };
+      command = controlCommand(engine, reloadPolicy);
       const server = await serveControl(
         settings,
         engine,
-        async () => {
-          await agent.refreshBoxConfig();
-          const fresh = await loadSettings(settings.file, {
-            readFile: realWorld.files.readFile,
-            registry: platformRegistry(settings.platform),
-            platform: settings.platform,
-          });
-          return updatePolicy(fresh.settings);
-        },
+        reloadPolicy,
         () => stopRequested('stop requested'),
         () =>
           assessHealth({
@@ -84,6 +95,21 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
       log.logger.warn('the update cycle is off ([update] enabled = off)');
       agent.start();
     }
+    if (settings.console.enabled) {
+      // The console is a view: a port that cannot be had is said in the log, and the agent runs on.
+      const { serveConsole } = await import('../console-wiring.ts');
+      await serveConsole(ctx, agent, command).then(
+        (server) => {
+          consoleServer = server;
+          log.logger.info(
+            { url: server.info.url },
+            'console served (`boxkeeper console` prints its link)',
+          );
+        },
+        (err: unknown) =>
+          log.logger.error({ err: errorMessage(err) }, 'the console cannot be served'),
+      );
+    }
     const signal = await new Promise<string>((resolve) => {
       process.once('SIGINT', () => resolve('SIGINT'));
       process.once('SIGTERM', () => resolve('SIGTERM'));
@@ -91,6 +117,7 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
       void stopped.then(resolve);
     });
     log.logger.info({ signal }, 'stopping (box services keep running)');
+    await consoleServer?.close();
     await control?.close();
     await updates?.close();
     await agent.stop();

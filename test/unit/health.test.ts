@@ -14,6 +14,7 @@ function status(patch: Partial<AgentStatus> = {}): AgentStatus {
     pid: 42,
     failures: 0,
     lastError: null,
+    restarts: 0,
     since: ago(300),
   });
   return {
