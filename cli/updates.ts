@@ -186,9 +186,6 @@ function isPatchInfo(x: unknown): x is PatchInfo {
   );
 }
 
-/** States that end on their own within seconds. */
-const BRIEF = new Set(['checking', 'routing', 'routingAfterFailure', 'clearingCache', 'boot']);
-
 /**
  * One operator command (`{ command, patch? }`), as the control channel and the console run it:
  * 200 and `accepted` when the cycle took it, 409 when its state refuses it.
@@ -216,7 +213,7 @@ export function controlCommand(
       return { status: 400, body: { error: `unknown command ${String(name)}` } };
     let accepted = engine.send({ type } as UpdateEvent);
     // A version check takes a moment: the command waits for it rather than being refused.
-    for (let i = 0; !accepted && i < 100 && BRIEF.has(engine.status().state); i++) {
+    for (let i = 0; !accepted && i < 100 && engine.status().tags.includes('brief'); i++) {
       await new Promise((r) => setTimeout(r, 100));
       accepted = engine.send({ type } as UpdateEvent);
     }

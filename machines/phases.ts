@@ -38,41 +38,11 @@ export function patchStatusName(n: number): PatchStatusName | undefined {
 }
 
 // What the status of a persisted state needs, kept free of XState so that `boxkeeper status`
-// can show it without loading the statecharts.
+// can show it without loading the statecharts (given the state's tags).
 
 /** Whether a version's file is at hand (downloaded, or installed/reverted before). */
 export const ready = (s: PatchStatusName): boolean =>
   s === 'DOWNLOADED' || s === 'REVERTED' || s === 'INSTALLED';
-
-const PHASE_OF_STATE: Record<string, PhaseName> = {
-  boot: 'READY',
-  reconciling: 'READY',
-  idle: 'READY',
-  checking: 'READY',
-  routing: 'READY',
-  routingAfterFailure: 'READY',
-  downloading: 'DOWNLOAD',
-  awaitingInstall: 'PENDING',
-  clearingCache: 'READY',
-  'installing.starting': 'PENDING',
-  'installing.admitting': 'PENDING',
-  'installing.listingTasks': 'PENDING',
-  'installing.pausingTasks': 'PENDING',
-  'installing.checkingCalls': 'PENDING',
-  'installing.deferring': 'PENDING',
-  'installing.waitingForCalls': 'PENDING',
-  'installing.stoppingServices': 'PENDING',
-  'installing.backingUp': 'PENDING',
-  'installing.applying': 'BACKUP_CREATED',
-  'installing.finalizing': 'FILES_UPDATED',
-  'installing.selfUpdating': 'SELF_UPDATE_PENDING',
-  'installing.selfUpdated': 'SELF_UPDATE_COMPLETE',
-  'installing.startingServices': 'FILES_UPDATED',
-  'installing.adoptingTasks': 'COMPLETE',
-  'installing.resumingTasks': 'COMPLETE',
-  'installing.resumeWaiting': 'COMPLETE',
-  'installing.committing': 'COMPLETE',
-};
 
 /** The dotted path of a state value, e.g. 'installing.applying'. */
 export function statePath(value: unknown): string {
@@ -81,16 +51,45 @@ export function statePath(value: unknown): string {
   return sub === undefined ? key : `${key}.${statePath(sub)}`;
 }
 
-/** The Python tool's PatchCyclePhase of a state (idle with a half-downloaded list: INCEPTION). */
+/**
+ * The update machine's tags (machines/update.machine.ts): a state's group memberships, named
+ * once on the state itself, so no layer keeps its own list of state paths.
+ * - `phase:<NAME>`: the Python tool's PatchCyclePhase of the state;
+ * - `servicesDown`: the install has the box services down (the agent must not start them);
+ * - `settled`: nothing runs for the update (idle, or waiting for an operator's install);
+ * - `brief`: ends on its own within seconds (a command may wait for it rather than be refused);
+ * - `selfUpdate`: the agent is replacing itself;
+ * - `installStep`: any step of an install (or of the revert that reuses its steps);
+ * - `afterBackup`: an install step after its backup (a persisted one must name that backup).
+ */
+export type UpdateTag =
+  | `phase:${PhaseName}`
+  | 'servicesDown'
+  | 'settled'
+  | 'brief'
+  | 'selfUpdate'
+  | 'installStep'
+  | 'afterBackup';
+
+/**
+ * The Python tool's PatchCyclePhase of a state, from its tags (a settled READY state with a
+ * half-downloaded list: INCEPTION).
+ */
 export function phaseOf(
-  value: unknown,
+  tags: Iterable<string>,
   context?: { versions: ReadonlyArray<{ status: PatchStatusName }> },
 ): PhaseName {
-  const path = statePath(value);
-  if (path.startsWith('rollingBack')) return 'ROLLEDBACK';
-  if (path === 'idle' && context !== undefined && context.versions.some((v) => !ready(v.status)))
+  const list = [...tags];
+  const tagged = list.find((t) => t.startsWith('phase:'))?.slice('phase:'.length);
+  const phase = tagged !== undefined && tagged in PHASE ? (tagged as PhaseName) : 'READY';
+  if (
+    phase === 'READY' &&
+    list.includes('settled') &&
+    context !== undefined &&
+    context.versions.some((v) => !ready(v.status))
+  )
     return 'INCEPTION';
-  return PHASE_OF_STATE[path] ?? 'READY';
+  return phase;
 }
 
 /** The PatchStatus a version in state `value` has (as the Python tool's patch.meta showed it). */

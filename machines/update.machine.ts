@@ -28,10 +28,10 @@ import {
   type PatchReport,
   type Timed,
 } from './patch.machine.ts';
-import { ready, type PatchStatusName, type PhaseName } from './phases.ts';
+import { ready, type PatchStatusName, type PhaseName, type UpdateTag } from './phases.ts';
 
 // Status helpers live in phases.ts (no XState); re-exported for the machine's users.
-export { phaseOf, statePath } from './phases.ts';
+export { phaseOf, statePath, type UpdateTag } from './phases.ts';
 
 export type TaskNo = string | number;
 
@@ -266,6 +266,7 @@ export const updateMachine = setup({
     context: {} as UpdateContext,
     events: {} as UpdateEvent,
     input: {} as UpdateInput,
+    tags: {} as UpdateTag,
   },
   actors: {
     patch: patchMachine,
@@ -458,6 +459,7 @@ export const updateMachine = setup({
   states: {
     // Routes a fresh start, an import from the Python tool's patch.meta, or a recovery.
     boot: {
+      tags: ['phase:READY', 'brief'],
       entry: 'spawnVersions',
       always: [
         { guard: ({ context }) => context.startup.recover !== null, target: 'reconciling' },
@@ -510,6 +512,7 @@ export const updateMachine = setup({
     },
     // patch.meta was unreadable or failed validation: work out from the box what to do.
     reconciling: {
+      tags: ['phase:READY'],
       invoke: {
         id: 'reconcile',
         src: 'reconcile',
@@ -548,6 +551,7 @@ export const updateMachine = setup({
       },
     },
     idle: {
+      tags: ['phase:READY', 'settled'],
       invoke: {
         id: 'waitForCheck',
         src: 'waitUntil',
@@ -567,6 +571,7 @@ export const updateMachine = setup({
       },
     },
     checking: {
+      tags: ['phase:READY', 'brief'],
       invoke: {
         id: 'checkVersion',
         src: 'checkVersion',
@@ -624,9 +629,11 @@ export const updateMachine = setup({
     },
     // After a failed check: keep waiting for an install if one is ready, else idle.
     routingAfterFailure: {
+      tags: ['phase:READY', 'brief'],
       always: [{ guard: 'allReady', target: 'awaitingInstall' }, { target: 'idle' }],
     },
     routing: {
+      tags: ['phase:READY', 'brief'],
       always: [
         { guard: 'incompleteDownloads', target: 'downloading' },
         {
@@ -639,6 +646,7 @@ export const updateMachine = setup({
       ],
     },
     downloading: {
+      tags: ['phase:DOWNLOAD'],
       entry: 'downloadNext',
       on: {
         'PATCH.DOWNLOADED': [
@@ -687,6 +695,7 @@ export const updateMachine = setup({
     },
     // An optional update is downloaded; the timer keeps checking (a newer list supersedes it).
     awaitingInstall: {
+      tags: ['phase:PENDING', 'settled'],
       invoke: {
         id: 'waitForCheck',
         src: 'waitUntil',
@@ -708,6 +717,7 @@ export const updateMachine = setup({
       },
     },
     clearingCache: {
+      tags: ['phase:READY', 'brief'],
       invoke: {
         id: 'clearCache',
         src: 'clearCache',
@@ -723,16 +733,19 @@ export const updateMachine = setup({
       },
     },
     installing: {
+      tags: ['installStep'],
       initial: 'starting',
       states: {
         // An install is admitted first (signed patches: docs/security.md); a revert restores a
         // snapshot and needs no admission.
         starting: {
+          tags: ['phase:PENDING'],
           always: [{ guard: 'isRevert', target: 'listingTasks' }, { target: 'admitting' }],
         },
         // The versions are checked as a list (signatures, counters in order, expiry) before
         // anything on the box changes: a refusal leaves the services running.
         admitting: {
+          tags: ['phase:PENDING'],
           invoke: {
             id: 'admitVersions',
             src: 'admitVersions',
@@ -768,6 +781,7 @@ export const updateMachine = setup({
         // Which tasks run is recorded before any is paused: after a crash in between, the
         // same list is paused (idempotent) and later resumed — and only that list.
         listingTasks: {
+          tags: ['phase:PENDING'],
           invoke: {
             id: 'listTasks',
             src: 'listTasks',
@@ -784,6 +798,7 @@ export const updateMachine = setup({
           },
         },
         pausingTasks: {
+          tags: ['phase:PENDING'],
           invoke: {
             id: 'pauseTasks',
             src: 'pauseTasks',
@@ -793,6 +808,7 @@ export const updateMachine = setup({
           },
         },
         checkingCalls: {
+          tags: ['phase:PENDING'],
           invoke: {
             id: 'checkCalls',
             src: 'checkCalls',
@@ -821,6 +837,7 @@ export const updateMachine = setup({
         },
         // Calls are active: give the tasks back and try again later.
         deferring: {
+          tags: ['phase:PENDING'],
           invoke: {
             id: 'resumeTasks',
             src: 'resumeTasks',
@@ -831,6 +848,7 @@ export const updateMachine = setup({
           },
         },
         waitingForCalls: {
+          tags: ['phase:PENDING'],
           invoke: {
             id: 'waitForCalls',
             src: 'waitUntil',
@@ -839,6 +857,7 @@ export const updateMachine = setup({
           },
         },
         stoppingServices: {
+          tags: ['phase:PENDING'],
           invoke: {
             id: 'stopServices',
             src: 'stopServices',
@@ -848,6 +867,7 @@ export const updateMachine = setup({
           },
         },
         backingUp: {
+          tags: ['phase:PENDING', 'servicesDown'],
           invoke: {
             id: 'backup',
             src: 'backup',
@@ -863,6 +883,7 @@ export const updateMachine = setup({
           },
         },
         applying: {
+          tags: ['phase:BACKUP_CREATED', 'servicesDown', 'afterBackup'],
           entry: 'applyNext',
           always: {
             guard: ({ context }) => context.versions.every((v) => v.status === 'INSTALLED'),
@@ -893,6 +914,7 @@ export const updateMachine = setup({
           },
         },
         finalizing: {
+          tags: ['phase:FILES_UPDATED', 'servicesDown', 'afterBackup'],
           invoke: {
             id: 'finalizeConfig',
             src: 'finalizeConfig',
@@ -913,6 +935,7 @@ export const updateMachine = setup({
         // The agent hands over to `boxkeeper self-update`, which swaps the agent build and
         // sends SELF_UPDATE.SWAPPED through the same patch.meta, then starts the new agent.
         selfUpdating: {
+          tags: ['phase:SELF_UPDATE_PENDING', 'servicesDown', 'selfUpdate', 'afterBackup'],
           invoke: {
             id: 'handOver',
             src: 'handOver',
@@ -928,6 +951,7 @@ export const updateMachine = setup({
           },
         },
         selfUpdated: {
+          tags: ['phase:SELF_UPDATE_COMPLETE', 'servicesDown', 'selfUpdate', 'afterBackup'],
           invoke: {
             id: 'confirmSelfUpdate',
             src: 'confirmSelfUpdate',
@@ -953,6 +977,7 @@ export const updateMachine = setup({
         },
         // Health gate: both services ready before the deadline, or the update is rolled back.
         startingServices: {
+          tags: ['phase:FILES_UPDATED', 'afterBackup'],
           invoke: {
             id: 'startServices',
             src: 'startServices',
@@ -977,6 +1002,7 @@ export const updateMachine = setup({
         },
         // Taken over from the Python tool: it paused the tasks (§3.8), so they are adopted.
         adoptingTasks: {
+          tags: ['phase:COMPLETE', 'afterBackup'],
           // The box app's paused tasks, asked until waitUntil (the app has just started).
           // Failing, the install goes on and only the tasks boxkeeper paused are resumed.
           invoke: {
@@ -994,6 +1020,7 @@ export const updateMachine = setup({
           },
         },
         resumingTasks: {
+          tags: ['phase:COMPLETE', 'afterBackup'],
           invoke: {
             id: 'resumeTasks',
             src: 'resumeTasks',
@@ -1009,6 +1036,7 @@ export const updateMachine = setup({
           },
         },
         resumeWaiting: {
+          tags: ['phase:COMPLETE', 'afterBackup'],
           invoke: {
             id: 'waitForResume',
             src: 'waitUntil',
@@ -1018,6 +1046,7 @@ export const updateMachine = setup({
         },
         // COMPLETE: the updated box becomes a snapshot of its own.
         committing: {
+          tags: ['phase:COMPLETE', 'afterBackup'],
           invoke: {
             id: 'commitSnapshot',
             src: 'commitSnapshot',
@@ -1049,6 +1078,7 @@ export const updateMachine = setup({
     // release the services and resume exactly the paused tasks. Every step resumes after a
     // crash; none is given up silently.
     rollingBack: {
+      tags: ['phase:ROLLEDBACK'],
       initial: 'deciding',
       entry: assign({ rollbackAttempts: 0 }),
       states: {
@@ -1059,6 +1089,7 @@ export const updateMachine = setup({
           ],
         },
         restoring: {
+          tags: ['servicesDown'],
           invoke: {
             id: 'rollbackSnapshot',
             src: 'rollbackSnapshot',
@@ -1090,6 +1121,7 @@ export const updateMachine = setup({
           },
         },
         restoreWaiting: {
+          tags: ['servicesDown'],
           invoke: {
             id: 'waitForRestore',
             src: 'waitUntil',
@@ -1215,4 +1247,18 @@ export function withEffects(make: (src: string) => AnyActorLogic): typeof update
   return updateMachine.provide({
     actors: { ...effects, patch: withPatchEffects(make) },
   });
+}
+
+/**
+ * The tags of the state a (persisted) state value names, e.g. for a snapshot read from disk;
+ * none for a value that names no state of this machine.
+ */
+export function tagsOfValue(value: unknown): Set<string> {
+  try {
+    return new Set(
+      updateMachine.resolveState({ value: value as never, context: {} as UpdateContext }).tags,
+    );
+  } catch {
+    return new Set();
+  }
 }

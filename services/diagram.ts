@@ -20,7 +20,12 @@
 import type { AnyStateMachine } from 'xstate';
 import { patchMachine, patchStatusOf } from '../machines/patch.machine.ts';
 import { serviceMachine } from '../machines/service.machine.ts';
-import { phaseOf, updateMachine, type VersionEntry } from '../machines/update.machine.ts';
+import {
+  phaseOf,
+  tagsOfValue,
+  updateMachine,
+  type VersionEntry,
+} from '../machines/update.machine.ts';
 
 // ---- the parts of XState's state nodes the pictures read -----------------------------------
 
@@ -448,9 +453,9 @@ function valueOf(path: readonly string[]): unknown {
 /** The Python PatchCyclePhase of each leaf state of the update cycle. */
 export const updatePhaseNote: Annotate = (path, leaf) => {
   if (!leaf) return undefined;
-  const value = valueOf(path);
-  const phase = phaseOf(value);
-  const withIncomplete = phaseOf(value, { versions: [INCOMPLETE] });
+  const tags = tagsOfValue(valueOf(path));
+  const phase = phaseOf(tags);
+  const withIncomplete = phaseOf(tags, { versions: [INCOMPLETE] });
   return phase === withIncomplete ? phase : `${phase} (${withIncomplete} if downloads pending)`;
 };
 

@@ -3,20 +3,7 @@
 // install that may never have happened. Such a state is not resumed (update-store sets the
 // file aside and reconciles from the box) and says that the box needs attention (the words
 // the update machine looks for to keep it in lastResult).
-import { ATTENTION } from '../machines/update.machine.ts';
-
-/** Steps of an install that come after ⟨backup⟩ (see machines/update.machine.ts). */
-const AFTER_BACKUP = new Set([
-  'applying',
-  'finalizing',
-  'selfUpdating',
-  'selfUpdated',
-  'startingServices',
-  'adoptingTasks',
-  'resumingTasks',
-  'resumeWaiting',
-  'committing',
-]);
+import { ATTENTION, statePath, tagsOfValue } from '../machines/update.machine.ts';
 
 interface InstallContext {
   job?: unknown;
@@ -26,20 +13,18 @@ interface InstallContext {
 }
 
 export function installProblems(value: unknown, context: InstallContext): string[] {
-  if (value === null || typeof value !== 'object' || !('installing' in value)) return [];
-  const step = value.installing;
-  if (typeof step !== 'string' || context.job !== 'install') return [];
+  const tags = tagsOfValue(value);
+  if (!tags.has('installStep') || context.job !== 'install') return [];
+  const step = statePath(value);
   const problems: string[] = [];
   if (Array.isArray(context.versions) && context.versions.length === 0)
-    problems.push(
-      `installing.${step} with no version to install: there is nothing to finish; ${ATTENTION}`,
-    );
+    problems.push(`${step} with no version to install: there is nothing to finish; ${ATTENTION}`);
   // The switch-over from the Python tool finishes its install without a backup, by design
   // (docs/lifecycle.md §3.4).
   const switchOver = context.startup?.imported === 'SELF_UPDATE_COMPLETE';
-  if (AFTER_BACKUP.has(step) && context.backup === null && !switchOver)
+  if (tags.has('afterBackup') && context.backup === null && !switchOver)
     problems.push(
-      `installing.${step} without the pre-update backup it must have taken: what the install changed cannot be undone and it is not finished; ${ATTENTION}`,
+      `${step} without the pre-update backup it must have taken: what the install changed cannot be undone and it is not finished; ${ATTENTION}`,
     );
   return problems;
 }

@@ -28,6 +28,7 @@ import {
 } from '../machines/patch.machine.ts';
 import {
   statePath,
+  tagsOfValue,
   withEffects,
   type BackupOutput,
   type RollbackOutput,
@@ -133,20 +134,6 @@ export interface UpdateEngineDeps {
   diskRetryDelay?: { initialMs: number; maxMs: number };
 }
 
-/** States in which the box services must stay stopped (the install has taken them down). */
-const SERVICES_DOWN = [
-  'installing.backingUp',
-  'installing.applying',
-  'installing.finalizing',
-  'installing.selfUpdating',
-  'installing.selfUpdated',
-  'rollingBack.restoring',
-  'rollingBack.restoreWaiting',
-];
-
-/** States where nothing runs for the update (an in-process command may stop here). */
-const SETTLED = ['idle', 'awaitingInstall'];
-
 function abortable(signal: AbortSignal): Promise<never> {
   return new Promise((_, reject) => {
     if (signal.aborted) reject(new Error('cancelled'));
@@ -249,10 +236,10 @@ export class UpdateEngine {
         withEffects(() => never),
         { input: l.input },
       );
-      return SERVICES_DOWN.includes(statePath(actor.getSnapshot().value));
+      return actor.getSnapshot().hasTag('servicesDown');
     }
     if (l?.kind !== 'restored') return false;
-    return SERVICES_DOWN.includes(statePath(l.snapshot.value));
+    return tagsOfValue(l.snapshot.value).has('servicesDown');
   }
 
   /**
@@ -443,7 +430,12 @@ export class UpdateEngine {
     const actor = this.actor;
     if (actor === undefined) throw new Error('update engine not started');
     return {
-      ...describe(actor.getPersistedSnapshot() as never, this.store?.lastSeq ?? 0, this.progress),
+      ...describe(
+        actor.getPersistedSnapshot() as never,
+        this.store?.lastSeq ?? 0,
+        actor.getSnapshot().tags,
+        this.progress,
+      ),
       parked: this.parkedStatus,
     };
   }
@@ -453,7 +445,7 @@ export class UpdateEngine {
     const deadline = this.now() + timeoutMs;
     for (;;) {
       const s = this.status();
-      if (SETTLED.includes(s.state)) {
+      if (s.tags.includes('settled')) {
         await this.store?.flush();
         return s;
       }

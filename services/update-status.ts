@@ -18,6 +18,8 @@ export interface UpdateVersionStatus {
 
 export interface UpdateStatus {
   state: string;
+  /** The state's tags (UpdateTag in machines/phases.ts): ask these, not state names. */
+  tags: string[];
   phase: PhaseName;
   phaseNumber: number;
   mark: number;
@@ -76,13 +78,17 @@ export interface SnapLike {
 export function describe(
   snap: SnapLike,
   seq: number,
+  /** The tags of the snapshot's state (the live snapshot's, or `tagsOfValue` of a stored one). */
+  tags: ReadonlySet<string>,
   progress: Map<string, NonNullable<UpdateVersionStatus['progress']>> = new Map(),
 ): UpdateStatus {
   const c = snap.context;
-  const phase = phaseOf(snap.value, c);
+  const phase = phaseOf(tags, c);
   const state = statePath(snap.value);
+  const settled = tags.has('settled');
   return {
     state,
+    tags: [...tags].sort(),
     phase,
     phaseNumber: PHASE[phase],
     mark: c.mark,
@@ -102,10 +108,7 @@ export function describe(
     pausedTasks: c.pausedTasks,
     backup: c.backup,
     lastBackup: c.lastBackup,
-    nextCheckAt:
-      (state === 'idle' || state === 'awaitingInstall') && c.nextCheckAt > 0
-        ? new Date(c.nextCheckAt).toISOString()
-        : null,
+    nextCheckAt: settled && c.nextCheckAt > 0 ? new Date(c.nextCheckAt).toISOString() : null,
     lastError: c.lastError,
     lastResult: c.lastResult,
     policy: c.policy ?? null,

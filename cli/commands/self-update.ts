@@ -99,7 +99,7 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
         isNew &&
         status.agentVersion === to &&
         status.update !== null &&
-        !status.update.state.startsWith('installing.selfUpdat');
+        !status.update.tags.includes('selfUpdate');
       if (confirmed) {
         log.info(
           { pid: status.pid, version: to, update: status.update?.state },

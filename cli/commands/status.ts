@@ -36,7 +36,10 @@ async function updateFromMeta(
   try {
     const env = JSON.parse(text) as { seq?: number; snapshot?: Parameters<typeof describe>[0] };
     if (env.snapshot === undefined) return await legacyPreview(settings.paths.patchMeta, text);
-    return describe(env.snapshot, env.seq ?? 0);
+    // The state's tags come from the machine definition, the one place that knows them: the
+    // statecharts load only for a patch.meta the agent is not running.
+    const { tagsOfValue } = await import('../../machines/update.machine.ts');
+    return describe(env.snapshot, env.seq ?? 0, tagsOfValue(env.snapshot.value));
   } catch (err) {
     return { error: `${settings.paths.patchMeta}: unreadable (${(err as Error).message})` };
   }
@@ -63,6 +66,7 @@ async function legacyPreview(
   const { meta } = parsed;
   return {
     state: "the Python tool's (imported at the agent's next start)",
+    tags: [],
     phase: meta.phase,
     phaseNumber: PHASE[meta.phase],
     mark: meta.mark,

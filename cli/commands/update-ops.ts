@@ -25,7 +25,8 @@ import { progressView } from '../progress.ts';
 import { controlFile, createUpdateRuntime } from '../updates.ts';
 import type { CommandRun } from './index.ts';
 
-const SETTLED = new Set(['idle', 'awaitingInstall']);
+/** Nothing runs for the update: the cycle rests (the machine's `settled` tag). */
+const settled = (s: UpdateStatus): boolean => s.tags.includes('settled');
 
 const out = (s: string) => process.stdout.write(`${s}\n`);
 
@@ -71,7 +72,7 @@ async function viaDaemon(
   const body = r.body as { accepted?: boolean; status?: UpdateStatus; error?: string };
   if (r.status === 409) {
     const state = body.status?.state ?? '?';
-    if (SETTLED.has(state)) throw notApplicable(name, state);
+    if (body.status !== undefined && settled(body.status)) throw notApplicable(name, state);
     throw new BusyError(state);
   }
   if (r.status !== 200 || body.status === undefined)
@@ -85,7 +86,7 @@ async function viaDaemon(
   view.update(status);
   const started = Date.now();
   // The event moved the machine on at once; wait until it rests again.
-  while (!SETTLED.has(status.state) || Date.now() - started < 200) {
+  while (!settled(status) || Date.now() - started < 200) {
     if (Date.now() - started > timeoutMs)
       throw new BoxkeeperError(
         `still ${status.state} after ${timeoutMs / 1000} s (it goes on in the daemon)`,
@@ -172,7 +173,7 @@ export function opRunner(name: string, event: UpdateEvent['type'] | null): Comma
 /** The exit code of a command that waited for the cycle to rest (the table in --help). */
 export function exitFor(name: string, s: UpdateStatus, before: UpdateStatus): ExitCode {
   // Handed over to the self-updater, which finishes the install with the new agent.
-  if (s.state.startsWith('installing.selfUpdat')) return ExitCode.ok;
+  if (s.tags.includes('selfUpdate')) return ExitCode.ok;
   if (name === 'install' && s.lastResult?.startsWith('installed') !== true)
     return ExitCode.updateFailed;
   if (name === 'rollback' && s.lastResult?.startsWith('rolled back') !== true)
@@ -239,7 +240,7 @@ async function inProcess(
         before = await engine.settled(timeoutMs);
         if (!engine.send(event)) {
           const s = engine.status();
-          throw SETTLED.has(s.state) ? notApplicable(name, s.state) : new BusyError(s.state);
+          throw settled(s) ? notApplicable(name, s.state) : new BusyError(s.state);
         }
       }
       // Leave the state the event entered before waiting for rest.

@@ -9,6 +9,7 @@ import type { UpdateStatus } from '../../services/update-status.ts';
 function status(state: string, bytes?: number): UpdateStatus {
   return {
     state,
+    tags: [],
     phase: 'DOWNLOADING' as UpdateStatus['phase'],
     phaseNumber: 1,
     mark: 2,

@@ -781,7 +781,7 @@ function checkUpdate(r: UpdateRun, ser: Ser, expect: string, where: string): voi
 function checkInvariants(r: UpdateRun, where: string): void {
   const snap = r.actor.getSnapshot();
   const path = statePath(snap.value);
-  const phase = phaseOf(snap.value, snap.context);
+  const phase = phaseOf(snap.tags, snap.context);
   assert.ok(phase in PHASE, `${where}: phase of ${path}`);
   if (path.startsWith('installing.'))
     assert.notEqual(phase, 'READY', `${where}: ${path} has an install phase`);
