@@ -6,7 +6,15 @@
 //
 // The states carry the Python tool's PatchStatus (see `patchStatusOf`). Results go to the
 // parent as PATCH.* events.
-import { assign, enqueueActions, fromPromise, sendParent, setup, type AnyActorLogic } from 'xstate';
+import {
+  assign,
+  enqueueActions,
+  fromPromise,
+  sendParent,
+  setup,
+  type AnyActorLogic,
+  type PromiseActorLogic,
+} from 'xstate';
 import type { PatchStatusName } from './phases.ts';
 
 export { patchStatusOf } from './phases.ts';
@@ -80,6 +88,36 @@ export function eventTime(event: unknown): number {
 const stub = () =>
   fromPromise<Timed, PatchEffectInput>(() => Promise.reject(new Error('effect not provided')));
 
+/**
+ * What implementing an effect actor means, derived from its declaration: a function of its
+ * input (and an abort signal) to its output without `at`, which the engine's gate stamps.
+ */
+export type EffectOf<L> =
+  L extends PromiseActorLogic<infer O, infer I>
+    ? (
+        input: I,
+        signal: AbortSignal,
+        // An effect with nothing to report resolves with nothing (`void` is that promise's type).
+        // eslint-disable-next-line @typescript-eslint/no-invalid-void-type
+      ) => Promise<keyof Omit<O, 'at'> extends never ? void : Omit<O, 'at'>>
+    : never;
+
+/** The effects of one version, as declared (placeholders until a service provides them). */
+const patchEffects = {
+  downloadPatch: stub(),
+  applySql: stub(),
+  replaceFiles: fromPromise<ReplaceFilesOutput, PatchEffectInput>(() =>
+    Promise.reject(new Error('effect not provided')),
+  ),
+  mergeSettings: stub(),
+  applyConfig: stub(),
+};
+
+/** The contract of the version's effects, derived from their declarations. */
+export type PatchEffectContract = {
+  [K in keyof typeof patchEffects]: EffectOf<(typeof patchEffects)[K]>;
+};
+
 const effectInput = ({ context }: { context: PatchContext }): PatchEffectInput => ({
   versionCode: context.versionCode,
   versionNum: context.versionNum,
@@ -106,15 +144,7 @@ export const patchMachine = setup({
     events: {} as PatchEvent,
     input: {} as PatchInput,
   },
-  actors: {
-    downloadPatch: stub(),
-    applySql: stub(),
-    replaceFiles: fromPromise<ReplaceFilesOutput, PatchEffectInput>(() =>
-      Promise.reject(new Error('effect not provided')),
-    ),
-    mergeSettings: stub(),
-    applyConfig: stub(),
-  },
+  actors: patchEffects,
   actions: {
     reportApplyFailed: enqueueActions(
       ({ context, enqueue }, params: { error: string; at: number }) => {

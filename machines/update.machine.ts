@@ -23,6 +23,8 @@ import {
   eventTime,
   patchMachine,
   withPatchEffects,
+  type EffectOf,
+  type PatchEffectContract,
   type PatchEffectInput,
   type PatchInfo,
   type PatchReport,
@@ -261,6 +263,37 @@ function backupName(context: UpdateContext): string {
   return `pre-${target}.${context.installId}`.replace(/[^A-Za-z0-9._-]/g, '_');
 }
 
+/** The update cycle's effects, as declared (placeholders until a service provides them). */
+const updateEffects = {
+  waitUntil: effect<Timed, { until: number }>(),
+  checkVersion: effect<CheckOutput, Record<string, never>>(),
+  admitVersions: effect<Timed, { versions: PatchEffectInput[] }>(),
+  listTasks: effect<TasksOutput, Record<string, never>>(),
+  listPausedTasks: effect<PausedTasksOutput, { until: number }>(),
+  pauseTasks: effect<Timed, { tasks: TaskNo[] }>(),
+  resumeTasks: effect<Timed, { tasks: TaskNo[] }>(),
+  checkCalls: effect<CallsOutput, Record<string, never>>(),
+  stopServices: effect<Timed, Record<string, never>>(),
+  backup: effect<BackupOutput, { name: string; subject: string }>(),
+  finalizeConfig: effect<Timed, Record<string, never>>(),
+  startServices: effect<Timed, { deadline: number; settleMs: number }>(),
+  releaseServices: effect<Timed, Record<string, never>>(),
+  handOver: effect<Timed, { versionNum: string; agentBuild: string }>(),
+  confirmSelfUpdate: effect<Timed, { versionNum: string; agentBuild: string }>(),
+  commitSnapshot: effect<BackupOutput, { version: string; subject: string }>(),
+  rollbackSnapshot: effect<RollbackOutput, { version: string }>(),
+  clearCache: effect<Timed, Record<string, never>>(),
+  reconcile: effect<ReconcileOutput, { reason: string }>(),
+};
+
+/**
+ * The contract of every effect of both machines, derived from their declarations: providing
+ * one with another input or output is a type error. `waitUntil` is the engine's own.
+ */
+export type UpdateEffectContract = {
+  [K in Exclude<keyof typeof updateEffects, 'waitUntil'>]: EffectOf<(typeof updateEffects)[K]>;
+} & PatchEffectContract;
+
 export const updateMachine = setup({
   types: {
     context: {} as UpdateContext,
@@ -268,28 +301,7 @@ export const updateMachine = setup({
     input: {} as UpdateInput,
     tags: {} as UpdateTag,
   },
-  actors: {
-    patch: patchMachine,
-    waitUntil: effect<Timed, { until: number }>(),
-    checkVersion: effect<CheckOutput, Record<string, never>>(),
-    admitVersions: effect<Timed, { versions: PatchEffectInput[] }>(),
-    listTasks: effect<TasksOutput, Record<string, never>>(),
-    listPausedTasks: effect<PausedTasksOutput, { until: number }>(),
-    pauseTasks: effect<Timed, { tasks: TaskNo[] }>(),
-    resumeTasks: effect<Timed, { tasks: TaskNo[] }>(),
-    checkCalls: effect<CallsOutput, Record<string, never>>(),
-    stopServices: effect<Timed, Record<string, never>>(),
-    backup: effect<BackupOutput, { name: string; subject: string }>(),
-    finalizeConfig: effect<Timed, Record<string, never>>(),
-    startServices: effect<Timed, { deadline: number; settleMs: number }>(),
-    releaseServices: effect<Timed, Record<string, never>>(),
-    handOver: effect<Timed, { versionNum: string; agentBuild: string }>(),
-    confirmSelfUpdate: effect<Timed, { versionNum: string; agentBuild: string }>(),
-    commitSnapshot: effect<BackupOutput, { version: string; subject: string }>(),
-    rollbackSnapshot: effect<RollbackOutput, { version: string }>(),
-    clearCache: effect<Timed, Record<string, never>>(),
-    reconcile: effect<ReconcileOutput, { reason: string }>(),
-  },
+  actors: { patch: patchMachine, ...updateEffects },
   guards: {
     allReady: ({ context }) =>
       context.versions.length > 0 && context.versions.every((v) => ready(v.status)),

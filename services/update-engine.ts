@@ -21,22 +21,12 @@ import {
 import type { DownloadProgress } from '../adapters/cloud-client.ts';
 import type { Logger } from '../adapters/logger.ts';
 import { maskSecrets } from '../adapters/secrets.ts';
-import {
-  type PatchEffectInput,
-  type ReplaceFilesOutput,
-  type Timed,
-} from '../machines/patch.machine.ts';
+import type { Timed } from '../machines/patch.machine.ts';
 import {
   statePath,
   tagsOfValue,
   withEffects,
-  type BackupOutput,
-  type RollbackOutput,
-  type CallsOutput,
-  type CheckOutput,
-  type ReconcileOutput,
-  type TaskNo,
-  type TasksOutput,
+  type UpdateEffectContract,
   type UpdateEvent,
   type UpdatePolicy,
 } from '../machines/update.machine.ts';
@@ -71,38 +61,11 @@ export class UpdateTimeoutError extends BoxkeeperError {
 export type { UpdateVersionStatus } from './update-status.ts';
 export { describe, type UpdateStatus };
 
-type Out<T> = Omit<T, 'at'>;
-type None = Record<string, never>;
-
-/** What each effect does; services/update-effects.ts implements them against the box. */
-export interface UpdateEffects {
-  checkVersion(input: None, signal: AbortSignal): Promise<Out<CheckOutput>>;
-  admitVersions(input: { versions: PatchEffectInput[] }, signal: AbortSignal): Promise<void>;
-  listTasks(input: None, signal: AbortSignal): Promise<Out<TasksOutput>>;
-  listPausedTasks(input: { until: number }, signal: AbortSignal): Promise<Out<TasksOutput>>;
-  pauseTasks(input: { tasks: TaskNo[] }, signal: AbortSignal): Promise<void>;
-  resumeTasks(input: { tasks: TaskNo[] }, signal: AbortSignal): Promise<void>;
-  checkCalls(input: None, signal: AbortSignal): Promise<Out<CallsOutput>>;
-  stopServices(input: None, signal: AbortSignal): Promise<void>;
-  backup(input: { name: string; subject: string }, signal: AbortSignal): Promise<Out<BackupOutput>>;
-  finalizeConfig(input: None, signal: AbortSignal): Promise<void>;
-  startServices(input: { deadline: number; settleMs: number }, signal: AbortSignal): Promise<void>;
-  releaseServices(input: None, signal: AbortSignal): Promise<void>;
-  handOver(input: { versionNum: string; agentBuild: string }, signal: AbortSignal): Promise<void>;
-  confirmSelfUpdate(input: { versionNum: string }, signal: AbortSignal): Promise<void>;
-  commitSnapshot(
-    input: { version: string; subject: string },
-    signal: AbortSignal,
-  ): Promise<Out<BackupOutput>>;
-  rollbackSnapshot(input: { version: string }, signal: AbortSignal): Promise<Out<RollbackOutput>>;
-  clearCache(input: None, signal: AbortSignal): Promise<void>;
-  reconcile(input: { reason: string }, signal: AbortSignal): Promise<Out<ReconcileOutput>>;
-  downloadPatch(input: PatchEffectInput, signal: AbortSignal): Promise<void>;
-  applySql(input: PatchEffectInput, signal: AbortSignal): Promise<void>;
-  replaceFiles(input: PatchEffectInput, signal: AbortSignal): Promise<Out<ReplaceFilesOutput>>;
-  mergeSettings(input: PatchEffectInput, signal: AbortSignal): Promise<void>;
-  applyConfig(input: PatchEffectInput, signal: AbortSignal): Promise<void>;
-}
+/**
+ * What each effect does, as the machines declare it (machines/update.machine.ts derives the
+ * contract from their actors); services/update-effects.ts implements them against the box.
+ */
+export type UpdateEffects = UpdateEffectContract;
 
 export interface TraceSink {
   write(line: string): void;
