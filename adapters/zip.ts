@@ -237,6 +237,7 @@ async function writeEntries(
   fileSize: number,
   temp: string,
   entries: Entry[],
+  onEntry?: (uncompressedBytes: number) => void,
 ): Promise<void> {
   // The zip's bytes [winStart, winStart + win.length), in one buffer read into again and again:
   // fresh buffers are garbage that only a full GC frees, and that garbage was the peak RSS.
@@ -322,6 +323,7 @@ async function writeEntries(
           ? (err as Error)
           : new UnsafeZipError(zipPath, `entry ${shown(e.fileName)}: ${(err as Error).message}`);
       }
+      onEntry?.(e.uncompressedSize);
       while (inFlight.length >= WRITES_IN_FLIGHT || bytesInFlight > BYTES_IN_FLIGHT)
         await inFlight.shift();
       if (writeError !== undefined) throw writeError;
@@ -342,6 +344,8 @@ export async function extractZipSafely(
   zipPath: string,
   dest: string,
   limits: ZipLimits = DEFAULT_ZIP_LIMITS,
+  /** Bytes extracted so far of the total, after each entry (called often: throttle it). */
+  onProgress?: (bytes: number, totalBytes: number) => void,
 ): Promise<{ files: string[]; bytes: number }> {
   let zip: ZipFile;
   try {
@@ -366,7 +370,21 @@ export async function extractZipSafely(
     const byOffset = [...files].sort(
       (a, b) => a.relativeOffsetOfLocalHeader - b.relativeOffsetOfLocalHeader,
     );
-    await writeEntries(zipPath, zipFile, fileSize, temp, byOffset);
+    const totalBytes = files.reduce((n, e) => n + e.uncompressedSize, 0);
+    let done = 0;
+    await writeEntries(
+      zipPath,
+      zipFile,
+      fileSize,
+      temp,
+      byOffset,
+      onProgress === undefined
+        ? undefined
+        : (n) => {
+            done += n;
+            onProgress(done, totalBytes);
+          },
+    );
     await zipFile.close();
     await rm(dest, { recursive: true, force: true });
     await rename(temp, dest);

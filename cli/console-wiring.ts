@@ -5,7 +5,7 @@ import type { ControlReply } from '../adapters/control.ts';
 import type { Agent } from '../services/agent.ts';
 import { consoleRoutes } from '../services/console.ts';
 import { DIAGRAMS, toDot } from '../services/diagram.ts';
-import { consolePath } from '../services/agent-status.ts';
+import { consolePath } from '../services/agent-files.ts';
 import type { Context } from './context.ts';
 
 /** The update statechart as SVG: the same picture as docs/diagrams/update.svg. */

@@ -8,6 +8,7 @@ import { basename, dirname, join } from 'node:path';
 import { errorMessage } from '../adapters/errors.ts';
 import type { FileAccess } from '../adapters/file-acl.ts';
 import type { Logger } from '../adapters/logger.ts';
+import { consolePath, controlPath, statusPath, tracesDir } from '../services/agent-files.ts';
 import type { Settings } from '../services/settings.ts';
 
 export async function makeAgentFilesPrivate(
@@ -28,9 +29,10 @@ export async function makeAgentFilesPrivate(
     }
   }
   targets.push(
-    { path: join(agentData, 'traces'), recursive: true },
-    { path: join(agentData, 'status.json') },
-    { path: join(agentData, 'control.json') },
+    { path: tracesDir(settings), recursive: true },
+    { path: statusPath(settings) },
+    { path: controlPath(settings) },
+    { path: consolePath(settings) },
   );
   for (const name of await readdir(metaDir).catch(() => [])) {
     if (name.startsWith(metaName) || name.startsWith(`.${metaName}`))

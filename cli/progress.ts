@@ -18,13 +18,39 @@ export interface ProgressStream {
 
 const MB = 1e6;
 
-/** Fraction downloaded in whole tenths (chunks when bytes are not reported). */
-function tenths(p: NonNullable<UpdateVersionStatus['progress']>): number {
-  const [done, total] =
-    p.bytes !== undefined && p.totalBytes !== undefined && p.totalBytes > 0
-      ? [p.bytes, p.totalBytes]
-      : [p.done, p.total];
-  return total <= 0 ? 0 : Math.floor((10 * done) / total);
+/** One measured step of a version: its download, then its extraction. */
+interface Meter {
+  what: 'download' | 'extract';
+  past: 'downloaded' | 'extracted';
+  value: number;
+  total: number;
+  unit: 'MB' | 'chunks';
+}
+
+/** The version's meters, in MB (chunks when a download does not report bytes). */
+function meters(v: UpdateVersionStatus): Meter[] {
+  const out: Meter[] = [];
+  const p = v.progress;
+  if (p !== undefined) {
+    const bytes = p.bytes !== undefined && p.totalBytes !== undefined && p.totalBytes > 0;
+    out.push({
+      what: 'download',
+      past: 'downloaded',
+      value: bytes ? (p.bytes as number) / MB : p.done,
+      total: bytes ? (p.totalBytes as number) / MB : p.total,
+      unit: bytes ? 'MB' : 'chunks',
+    });
+  }
+  const x = v.extraction;
+  if (x !== undefined)
+    out.push({
+      what: 'extract',
+      past: 'extracted',
+      value: x.bytes / MB,
+      total: x.totalBytes / MB,
+      unit: 'MB',
+    });
+  return out;
 }
 
 function step(s: UpdateStatus): string {
@@ -54,20 +80,19 @@ export function progressView(
   const drawBars = (s: UpdateStatus) => {
     if (bars === undefined) return;
     for (const v of s.versions) {
-      const p = v.progress;
-      if (p === undefined) continue;
-      const total = (p.totalBytes ?? p.total) / (p.totalBytes === undefined ? 1 : MB);
-      const value = (p.bytes ?? p.done) / (p.bytes === undefined ? 1 : MB);
-      let bar = bars.byVersion.get(v.versionCode);
-      if (bar === undefined) {
-        bar = bars.multi.create(total, value, {
-          version: v.versionNum.padEnd(8),
-          unit: p.bytes === undefined ? 'chunks' : 'MB',
-        });
-        bars.byVersion.set(v.versionCode, bar);
+      for (const m of meters(v)) {
+        const key = `${v.versionCode} ${m.what}`;
+        let bar = bars.byVersion.get(key);
+        if (bar === undefined) {
+          bar = bars.multi.create(m.total, m.value, {
+            version: `${v.versionNum} ${m.what}`.padEnd(20),
+            unit: m.unit,
+          });
+          bars.byVersion.set(key, bar);
+        }
+        bar.setTotal(m.total);
+        bar.update(m.value);
       }
-      bar.setTotal(total);
-      bar.update(value);
     }
   };
 
@@ -111,20 +136,23 @@ export function progressView(
           versionSteps.set(v.versionCode, here);
           line(`  ${v.versionNum}: ${here}${v.lastError === null ? '' : ` — ${v.lastError}`}`);
         }
-        if (v.progress === undefined) continue;
+        const ms = meters(v);
+        if (ms.length === 0) continue;
         if (tty) {
           ensureBars(s);
           continue;
         }
-        const t = tenths(v.progress);
-        if (t > (reported.get(v.versionCode) ?? -1)) {
-          reported.set(v.versionCode, t);
-          const p = v.progress;
-          const amount =
-            p.bytes === undefined || p.totalBytes === undefined
-              ? `${p.done}/${p.total} chunks`
-              : `${(p.bytes / MB).toFixed(1)} of ${(p.totalBytes / MB).toFixed(1)} MB`;
-          line(`  ${v.versionNum}: downloaded ${t * 10}% (${amount})`);
+        for (const m of ms) {
+          const key = `${v.versionCode} ${m.what}`;
+          const t = m.total <= 0 ? 0 : Math.floor((10 * m.value) / m.total);
+          if (t > (reported.get(key) ?? -1)) {
+            reported.set(key, t);
+            const amount =
+              m.unit === 'chunks'
+                ? `${m.value}/${m.total} chunks`
+                : `${m.value.toFixed(1)} of ${m.total.toFixed(1)} MB`;
+            line(`  ${v.versionNum}: ${m.past} ${t * 10}% (${amount})`);
+          }
         }
       }
     },

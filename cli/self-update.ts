@@ -13,16 +13,10 @@ import type { Logger } from '../adapters/logger.ts';
 import type { Settings } from '../services/settings.ts';
 import type { SelfUpdater } from '../services/update-effects.ts';
 import { agentInstall, realWorld } from './context.ts';
+import { selfUpdatePath, fileStamp } from '../services/agent-files.ts';
 
 export function selfUpdateMarker(settings: Settings): string {
-  return join(settings.paths.agentData, 'self-update.json');
-}
-
-function stamp(d = new Date()): string {
-  return d
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z');
+  return selfUpdatePath(settings);
 }
 
 /** Starts `node [flags] <home>/<entry> <args>` detached, output to a log file; returns its pid. */
@@ -104,7 +98,7 @@ export function cliSelfUpdater(
             '--agent-pid',
             String(process.pid),
           ],
-          join(settings.paths.logs, `self-update-${stamp()}.log`),
+          join(settings.paths.logs, `self-update-${fileStamp()}.log`),
         );
         await realWorld.files.writeAtomic(
           marker,

@@ -16,14 +16,9 @@ import {
 import type { Settings } from '../services/settings.ts';
 import { SnapshotError, SnapshotService } from '../services/snapshots.ts';
 import { realWorld, type Context } from './context.ts';
+import { fileStamp } from '../services/agent-files.ts';
 
 /** 20261122T183000 (UTC), sortable and safe in a version name. */
-export function stamp(d: Date): string {
-  return d
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, '');
-}
 
 export async function boxVersion(settings: Settings): Promise<string> {
   try {
@@ -50,7 +45,7 @@ export function service(
     freeBytes,
     checkMounts: (p) => checkMounts(p, settings.platform),
     bootId: () => bootId(settings.platform),
-    defaultVersionName: () => `${version}-${stamp(new Date())}`,
+    defaultVersionName: () => `${version}-${fileStamp().slice(0, -1)}`,
     pathSep: sep,
   });
 }

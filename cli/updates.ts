@@ -27,6 +27,7 @@ import { UpdateEngine, type UpdateEffects } from '../services/update-engine.ts';
 import { agentInstall, fsCliFor, realWorld, type Context } from './context.ts';
 import { cliSelfUpdater } from './self-update.ts';
 import { updaterSnapshots } from './snapshot-wiring.ts';
+import { controlPath, tracesDir } from '../services/agent-files.ts';
 
 export function updatePolicy(settings: Settings): UpdatePolicy {
   const u = settings.update;
@@ -42,7 +43,7 @@ export function updatePolicy(settings: Settings): UpdatePolicy {
 }
 
 export function controlFile(settings: Settings): string {
-  return join(settings.paths.agentData, 'control.json');
+  return controlPath(settings);
 }
 
 export interface UpdateRuntimeHooks {
@@ -101,7 +102,7 @@ export async function createUpdateRuntime(
       logger.info({ files: removed }, 'removed temp files of interrupted writes');
   }
   let snapshots: { service: SnapshotService; close: () => Promise<void> } | undefined;
-  const trace = hooks.trace ?? openTraceFile(join(settings.paths.agentData, 'traces'), 'update');
+  const trace = hooks.trace ?? openTraceFile(tracesDir(settings), 'update');
   const engineRef: { engine?: UpdateEngine } = {};
   let requestExit: (why: string) => void = () => undefined;
   const exitRequested = new Promise<string>((resolve) => (requestExit = resolve));
@@ -110,12 +111,17 @@ export async function createUpdateRuntime(
     cloud: hooks.cloud ?? cloud,
     fs: hooks.fs ?? nodePatchFs,
     sqlite: sqliteAdapter,
-    extractZip: (zip, dest) =>
-      extractZipSafely(zip, dest, {
-        ...DEFAULT_ZIP_LIMITS,
-        maxEntries: settings.limits.patchFiles,
-        maxTotalBytes: settings.limits.unpackedBytes,
-      }),
+    extractZip: (zip, dest, onProgress) =>
+      extractZipSafely(
+        zip,
+        dest,
+        {
+          ...DEFAULT_ZIP_LIMITS,
+          maxEntries: settings.limits.patchFiles,
+          maxTotalBytes: settings.limits.unpackedBytes,
+        },
+        onProgress,
+      ),
     snapshots: async () => {
       snapshots ??= await updaterSnapshots(ctx);
       return snapshots.service;
@@ -134,6 +140,8 @@ export async function createUpdateRuntime(
     fsCli: fsCliFor(settings),
     logger,
     onProgress: (code, p) => engineRef.engine?.reportProgress(code, p),
+    onExtractProgress: (code, bytes, totalBytes) =>
+      engineRef.engine?.reportExtraction(code, { bytes, totalBytes }),
     configChanged: () => {
       agent.refreshBoxConfig().catch((err: unknown) => {
         logger.warn({ err: errorMessage(err) }, 'cannot reload configuration.ini');

@@ -22,7 +22,7 @@ import {
   ServiceSupervisor,
   type ServiceState,
 } from './supervisor.ts';
-import { statusPath } from './agent-status.ts';
+import { statusPath } from './agent-files.ts';
 
 export { statusPath };
 

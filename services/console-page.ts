@@ -163,7 +163,14 @@ export const CONSOLE_JS = `'use strict';
         cell.appendChild(bar);
         var label = p.totalBytes ? mb(p.bytes || 0) + ' of ' + mb(p.totalBytes) : '';
         cell.appendChild(document.createTextNode(' ' + label + ' (' + p.done + '/' + p.total + ' chunks)'));
-      } else if (v.status === 'DOWNLOADED' || v.status === 'FINISHED') {
+      }
+      var x = v.extraction;
+      if (x && x.totalBytes > 0) {
+        cell.appendChild(document.createTextNode(x.bytes < x.totalBytes
+          ? ' \u00b7 extracting ' + mb(x.bytes) + ' of ' + mb(x.totalBytes)
+          : ' \u00b7 extracted'));
+      }
+      if (!p && (v.status === 'DOWNLOADED' || v.status === 'FINISHED')) {
         cell.textContent = 'complete';
       }
       tr.appendChild(cell);

@@ -8,6 +8,7 @@ import type { PackageTree } from '../adapters/package-tree.ts';
 import type { Registry } from '../adapters/registry.ts';
 import { resolveBoxPath } from './box-paths.ts';
 import { REGISTRY_KEY, REGISTRY_VALUE } from './settings.ts';
+import { fileStamp } from './agent-files.ts';
 
 /** Where the package sits inside the switch-over patch (and so in <patch>/<V>/). */
 export const PATCH_PACKAGE_DIR = 'boxkeeper-package';
@@ -141,13 +142,6 @@ export interface InstallResult {
   setAside?: string;
 }
 
-function stamp(d: Date): string {
-  return d
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z');
-}
-
 /**
  * Ensures `home` holds a verified boxkeeper package. An install that verifies is kept as it is
  * (a same or newer build after a boxkeeper self-update must never be replaced by the switch-over
@@ -186,7 +180,7 @@ export async function ensureInstalled(
       logger.info({ home, version }, 'boxkeeper is installed already (verified); kept');
       return { action: 'kept', home, version };
     }
-    setAside = `${home}.broken-${stamp(deps.now())}`;
+    setAside = `${home}.broken-${fileStamp(deps.now())}`;
     logger.warn(
       { home, setAside, problems: problems.slice(0, 10) },
       'the installed package does not match its MANIFEST.json; set aside and installed again',

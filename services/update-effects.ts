@@ -38,6 +38,7 @@ import {
 } from './patch-trust.ts';
 import { applySqlScript } from './sql-ledger.ts';
 import type { UpdateEffects } from './update-engine.ts';
+import { installMarkerPath, patchCounterPath } from './agent-files.ts';
 
 /** Start/stop of the box services as the installer needs them (the supervisors implement it). */
 export interface ServiceControl {
@@ -70,7 +71,11 @@ export interface UpdateEffectsDeps {
   cloud: CloudApi;
   fs: PatchFs;
   sqlite: SqliteAdapter;
-  extractZip: (zip: string, dest: string) => Promise<{ files: string[]; bytes: number }>;
+  extractZip: (
+    zip: string,
+    dest: string,
+    onProgress?: (bytes: number, totalBytes: number) => void,
+  ) => Promise<{ files: string[]; bytes: number }>;
   snapshots: () => Promise<SnapshotService>;
   services: ServiceControl;
   /** Tasks running on the box (box app, else the database). */
@@ -80,6 +85,8 @@ export interface UpdateEffectsDeps {
   fsCli: FreeswitchCli;
   logger: Logger;
   onProgress?: (versionCode: string, progress: DownloadProgress) => void;
+  /** Progress of a version's extraction, in bytes. */
+  onExtractProgress?: (versionCode: string, bytes: number, totalBytes: number) => void;
   /** configuration.ini changed on disk (the agent reloads it). */
   configChanged?: () => void;
   /** The version of the agent that runs (self-update confirmation). */
@@ -171,7 +178,7 @@ export class BoxUpdateEffects implements UpdateEffects {
 
   /** Marks an install in progress (its backup), for reconciling a lost patch.meta. */
   private get installMarker(): string {
-    return join(this.paths.agentData, 'install-in-progress.json');
+    return installMarkerPath(this.paths.agentData);
   }
 
   private async text(path: string): Promise<string> {
@@ -238,7 +245,9 @@ export class BoxUpdateEffects implements UpdateEffects {
         `integrity check failed for ${v.versionNum} (${v.versionCode}): MD5 ${actual}, expected ${expected}; the file was deleted`,
       );
     }
-    const r = await this.d.extractZip(zip, content);
+    const r = await this.d.extractZip(zip, content, (bytes, total) =>
+      this.d.onExtractProgress?.(v.versionCode, bytes, total),
+    );
     this.d.logger.info(
       { version: v.versionNum, files: r.files.length, bytes: r.bytes },
       'extracted',
@@ -250,7 +259,7 @@ export class BoxUpdateEffects implements UpdateEffects {
   // ---- signed patches (docs/security.md) ---------------------------------------------------
 
   private get counterFile(): string {
-    return join(this.paths.agentData, 'patch-counter.json');
+    return patchCounterPath(this.paths.agentData);
   }
 
   private async readCounters(): Promise<CounterRecord> {

@@ -169,6 +169,7 @@ export class UpdateEngine {
   private store: DurableStore | undefined;
   private readonly listeners = new Set<(s: UpdateStatus) => void>();
   private readonly progress = new Map<string, DownloadProgress>();
+  private readonly extraction = new Map<string, { bytes: number; totalBytes: number }>();
   private progressNotice: { at: number; timer: NodeJS.Timeout | undefined } = {
     at: 0,
     timer: undefined,
@@ -211,6 +212,16 @@ export class UpdateEngine {
    */
   reportProgress(versionCode: string, progress: DownloadProgress): void {
     this.progress.set(versionCode, progress);
+    this.noticeProgress();
+  }
+
+  /** Reports extraction progress of a version (not persisted), as `reportProgress`. */
+  reportExtraction(versionCode: string, extraction: { bytes: number; totalBytes: number }): void {
+    this.extraction.set(versionCode, extraction);
+    this.noticeProgress();
+  }
+
+  private noticeProgress(): void {
     const notice = this.progressNotice;
     if (notice.timer !== undefined) return;
     const wait = Math.max(0, notice.at + PROGRESS_NOTICE_MS - Date.now());
@@ -398,6 +409,7 @@ export class UpdateEngine {
         this.store?.lastSeq ?? 0,
         actor.getSnapshot().tags,
         this.progress,
+        this.extraction,
       ),
       parked: this.parkedStatus,
     };

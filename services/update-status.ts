@@ -14,6 +14,8 @@ export interface UpdateVersionStatus {
   lastError: string | null;
   /** Download progress: chunks, and payload bytes (live; not persisted). */
   progress?: { done: number; total: number; bytes?: number; totalBytes?: number };
+  /** Extraction progress of the downloaded zip, in bytes (live; not persisted). */
+  extraction?: { bytes: number; totalBytes: number };
 }
 
 export interface UpdateStatus {
@@ -81,6 +83,7 @@ export function describe(
   /** The tags of the snapshot's state (the live snapshot's, or `tagsOfValue` of a stored one). */
   tags: ReadonlySet<string>,
   progress: Map<string, NonNullable<UpdateVersionStatus['progress']>> = new Map(),
+  extraction: Map<string, NonNullable<UpdateVersionStatus['extraction']>> = new Map(),
 ): UpdateStatus {
   const c = snap.context;
   const phase = phaseOf(tags, c);
@@ -95,6 +98,7 @@ export function describe(
     versions: c.versions.map((v) => {
       const child = snap.children[v.id]?.snapshot;
       const p = progress.get(v.versionCode);
+      const x = extraction.get(v.versionCode);
       return {
         versionNum: v.versionNum,
         versionCode: v.versionCode,
@@ -103,6 +107,7 @@ export function describe(
         remark: v.remark,
         lastError: child?.context?.lastError ?? null,
         ...(p !== undefined ? { progress: p } : {}),
+        ...(x !== undefined ? { extraction: x } : {}),
       };
     }),
     pausedTasks: c.pausedTasks,

@@ -17,6 +17,7 @@ import {
 import type { Envelope } from './durable.ts';
 import { installProblems } from './install-consistency.ts';
 import { parseLegacyPatchMeta } from './legacy-meta.ts';
+import { fileStamp } from './agent-files.ts';
 
 export const META_FORMAT = 1;
 const MAX_META_BYTES = 16 * 1024 ** 2;
@@ -217,16 +218,9 @@ export interface MetaFiles {
   now: () => Date;
 }
 
-function stamp(d: Date): string {
-  return d
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z');
-}
-
 /** Moves a file aside as `<name>.<what>-<time>`; returns the new path. */
 async function setAside(path: string, what: string, io: MetaFiles): Promise<string> {
-  const to = join(dirname(path), `${basename(path)}.${what}-${stamp(io.now())}`);
+  const to = join(dirname(path), `${basename(path)}.${what}-${fileStamp(io.now())}`);
   await io.fs.rename(path, to);
   return to;
 }

@@ -2,10 +2,9 @@
 // As light as status: reads console.json and the lock, loads no agent.
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { ConfigError, ExitCode } from '../../adapters/errors.ts';
 import { ownerAlive, readLockOwner } from '../../adapters/instance-lock.ts';
-import { consolePath } from '../../services/agent-status.ts';
+import { consolePath, lockPath } from '../../services/agent-files.ts';
 import { nodeProcesses } from '../process-control.ts';
 import { readSettings } from '../settings-load.ts';
 import type { CommandArgs } from './index.ts';
@@ -28,7 +27,7 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
         message: 'the console is off: set it to on and restart the agent',
       },
     ]);
-  const owner = await readLockOwner(join(settings.paths.agentData, 'agent.lock'));
+  const owner = await readLockOwner(lockPath(settings));
   const info = await readFile(consolePath(settings), 'utf8').then(
     (t) => JSON.parse(t) as { url?: unknown; token?: unknown; pid?: unknown },
     () => null,

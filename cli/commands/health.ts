@@ -1,11 +1,10 @@
 // `boxkeeper health`: the answer of GET /healthz, from the lock and status.json, for a script or
 // a monitoring agent. As light as status: no cloud client, agent or statecharts.
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { ExitCode } from '../../adapters/errors.ts';
 import { ownerAlive, readLockOwner } from '../../adapters/instance-lock.ts';
 import type { AgentStatus } from '../../services/agent.ts';
-import { statusPath } from '../../services/agent-status.ts';
+import { statusPath, lockPath } from '../../services/agent-files.ts';
 import { assessHealth } from '../../services/health.ts';
 import { nodeProcesses } from '../process-control.ts';
 import { readSettings } from '../settings-load.ts';
@@ -13,7 +12,7 @@ import type { CommandArgs } from './index.ts';
 
 export async function run(args: CommandArgs): Promise<ExitCode> {
   const { settings } = await readSettings(args);
-  const owner = await readLockOwner(join(settings.paths.agentData, 'agent.lock'));
+  const owner = await readLockOwner(lockPath(settings));
   const running = await ownerAlive(owner, nodeProcesses);
   const status = await readFile(statusPath(settings), 'utf8').then(
     (text) => JSON.parse(text) as AgentStatus,

@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { ExitCode } from '../../adapters/errors.ts';
 import { acquireInstanceLock } from '../../adapters/instance-lock.ts';
 import { errorMessage } from '../../adapters/errors.ts';
@@ -16,6 +15,7 @@ import {
   type UpdateRuntime,
 } from '../updates.ts';
 import type { CommandArgs } from './index.ts';
+import { lockPath } from '../../services/agent-files.ts';
 
 export async function run(args: CommandArgs): Promise<ExitCode> {
   const ctx = await loadContext(args, 'auto');
@@ -30,11 +30,7 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
       ? inspectorModule.connectInspector(args.values.inspect)
       : undefined;
   const { settings, log } = ctx;
-  const lock = await acquireInstanceLock(
-    join(settings.paths.agentData, 'agent.lock'),
-    'boxkeeper run',
-    realWorld.processes,
-  );
+  const lock = await acquireInstanceLock(lockPath(settings), 'boxkeeper run', realWorld.processes);
   for (const w of securityWarnings(settings)) log.logger.warn(w);
   let stopRequested: (why: string) => void = () => undefined;
   const stopped = new Promise<string>((resolve) => (stopRequested = resolve));

@@ -18,15 +18,9 @@ import { updatePolicy } from '../updates.ts';
 import { serviceManagerFor } from './service.ts';
 import { serviceKindOf } from '../../services/service-definitions.ts';
 import type { CommandArgs } from './index.ts';
+import { lockPath, fileStamp } from '../../services/agent-files.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function stamp(d = new Date()): string {
-  return d
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z');
-}
 
 export async function run(args: CommandArgs): Promise<ExitCode> {
   const build = args.values.build;
@@ -55,7 +49,7 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
     }
     // 2. Swap under the agent's lock: no agent may start from a half-swapped install.
     const lock = await acquireInstanceLock(
-      join(settings.paths.agentData, 'agent.lock'),
+      lockPath(settings),
       'boxkeeper self-update',
       realWorld.processes,
     );
@@ -72,7 +66,7 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
     // 3. The new agent must come up and confirm (it moves the update past selfUpdated).
     //    Under a service manager the service is restarted (it runs the swapped install);
     //    otherwise the updater starts the agent itself.
-    const logFile = join(settings.paths.logs, `agent-${stamp()}.log`);
+    const logFile = join(settings.paths.logs, `agent-${fileStamp()}.log`);
     let pid: number | undefined;
     if (service === undefined) {
       pid = spawnAgentProcess(home, entry, ['run', '--settings', settings.file], logFile);
@@ -128,12 +122,12 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
         .catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'cannot stop the service'));
     }
     const lock = await acquireInstanceLock(
-      join(settings.paths.agentData, 'agent.lock'),
+      lockPath(settings),
       'boxkeeper self-update (restore)',
       realWorld.processes,
     );
     try {
-      const failed = await restoreAgentInstall(home, stamp()).catch((e: unknown) => {
+      const failed = await restoreAgentInstall(home, fileStamp()).catch((e: unknown) => {
         log.error({ err: errorMessage(e) }, 'cannot restore the previous install');
         return null;
       });
@@ -151,7 +145,7 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
         home,
         entry,
         ['run', '--settings', settings.file],
-        join(settings.paths.logs, `agent-${stamp()}.log`),
+        join(settings.paths.logs, `agent-${fileStamp()}.log`),
       );
       log.warn({ pid }, 'previous agent started; it rolls the update back');
     } else {

@@ -25,6 +25,7 @@ import { loadSettings, locateSettings, type Settings } from '../../services/sett
 import { agentInstall, realWorld } from '../context.ts';
 import { controlFile } from '../updates.ts';
 import type { CommandArgs } from './index.ts';
+import { lockPath } from '../../services/agent-files.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -157,7 +158,7 @@ function render(kind: ServiceKind, settings: Settings): string {
 
 /** Asks the running agent to stop (control channel, else SIGTERM); never touches its children. */
 async function stopAgent(settings: Settings): Promise<string> {
-  const owner = await readLockOwner(join(settings.paths.agentData, 'agent.lock'));
+  const owner = await readLockOwner(lockPath(settings));
   if (owner === undefined || !(await ownerAlive(owner, realWorld.processes)))
     return 'no agent runs for this box';
   const pid = owner.pid;

@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { ExitCode, UsageError } from '../../adapters/errors.ts';
 import { acquireInstanceLock, type InstanceLock } from '../../adapters/instance-lock.ts';
 import { SnapshotRepo } from '../../adapters/snapshot-repo.ts';
@@ -7,6 +6,7 @@ import { SnapshotError } from '../../services/snapshots.ts';
 import { loadContext, realWorld } from '../context.ts';
 import { boxVersion, loadPaths, service } from '../snapshot-wiring.ts';
 import type { CommandArgs } from './index.ts';
+import { lockPath } from '../../services/agent-files.ts';
 
 const WRITERS = new Set(['init', 'commit', 'rollback', 'delete', 'prune', 'repair']);
 
@@ -41,7 +41,7 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
   try {
     if (WRITERS.has(sub)) {
       lock = await acquireInstanceLock(
-        join(settings.paths.agentData, 'agent.lock'),
+        lockPath(settings),
         `boxkeeper snapshot ${sub}`,
         realWorld.processes,
       );

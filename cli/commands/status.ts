@@ -1,5 +1,4 @@
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import {
   describeStorageError,
   errorMessage,
@@ -9,7 +8,7 @@ import {
 import { ownerAlive, readLockOwner } from '../../adapters/instance-lock.ts';
 import { nodeProcesses } from '../process-control.ts';
 import type { AgentStatus } from '../../services/agent.ts';
-import { statusPath } from '../../services/agent-status.ts';
+import { statusPath, lockPath } from '../../services/agent-files.ts';
 import type { Settings } from '../../services/settings.ts';
 import { PHASE } from '../../machines/phases.ts';
 import { describe, type UpdateStatus } from '../../services/update-status.ts';
@@ -112,7 +111,14 @@ function updateLines(u: UpdateStatus | { error: string } | null): string[] {
       `  PARKED, ${parked.reason} since ${parked.since} (${parked.attempts} attempts, next ${parked.nextRetryAt}): ${parked.error}`,
     );
   for (const v of u.versions) {
-    const p = v.progress === undefined ? '' : ` ${progressText(v.progress)}`;
+    // While it is extracted (after the download): how far, in bytes.
+    const x = v.extraction;
+    const p =
+      x !== undefined && x.bytes < x.totalBytes
+        ? ` extracting ${mb(x.bytes)} of ${mb(x.totalBytes)} MB`
+        : v.progress === undefined
+          ? ''
+          : ` ${progressText(v.progress)}`;
     lines.push(
       `  ${v.versionNum.padEnd(10)} ${v.status}${p}${v.lastError === null ? '' : ` — ${v.lastError}`}`,
     );
@@ -135,7 +141,7 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
     log.close();
   }
   await readCloudCa(settings);
-  const owner = await readLockOwner(join(settings.paths.agentData, 'agent.lock'));
+  const owner = await readLockOwner(lockPath(settings));
   const running = await ownerAlive(owner, nodeProcesses);
   const status = await readFile(statusPath(settings), 'utf8').then(
     (text) => JSON.parse(text) as AgentStatus,

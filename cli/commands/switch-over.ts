@@ -20,15 +20,9 @@ import {
 } from '../../services/switch-over.ts';
 import { agentInstall, loadContext, realWorld } from '../context.ts';
 import type { CommandArgs } from './index.ts';
+import { lockPath, fileStamp } from '../../services/agent-files.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function stamp(d = new Date()): string {
-  return d
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z');
-}
 
 /**
  * Wine (CI runs the Windows package under Wine 8): its service control manager cannot run
@@ -112,7 +106,7 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
     const bin = join(home, 'bin', executableName('boxkeeper', platform));
 
     // c. The service (or, without a service manager, the agent started detached).
-    const lockFile = join(settings.paths.agentData, 'agent.lock');
+    const lockFile = lockPath(settings);
     const noManager = await noServiceManager(platform);
     if (noManager === null) {
       const r = await realWorld.processes.exec(
@@ -130,7 +124,7 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
       if (await ownerAlive(owner, realWorld.processes)) {
         log.info({ pid: owner?.pid }, 'switch-over: an agent runs already; none started');
       } else {
-        const logFile = join(settings.paths.logs, `agent-${stamp()}.log`);
+        const logFile = join(settings.paths.logs, `agent-${fileStamp()}.log`);
         const pid = await realWorld.processes
           .spawnDetached(bin, ['run', '--settings', settings.file], { cwd: home, logFile })
           .catch((err: unknown) => fail('start the agent', err));

@@ -1,7 +1,7 @@
 // `boxkeeper check | install | rollback | clear-cache | reload-config`: sent to the running
 // daemon over its control channel, or, when no daemon runs, carried out in this process (under
 // the same single-instance lock) and waited for.
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { controlRequest, readControlInfo, type ControlInfo } from '../../adapters/control.ts';
 import {
   BoxkeeperError,
@@ -24,6 +24,7 @@ import { loadContext, realWorld, createBoxAgent } from '../context.ts';
 import { progressView } from '../progress.ts';
 import { controlFile, createUpdateRuntime } from '../updates.ts';
 import type { CommandRun } from './index.ts';
+import { lockPath } from '../../services/agent-files.ts';
 
 /** Nothing runs for the update: the cycle rests (the machine's `settled` tag). */
 const settled = (s: UpdateStatus): boolean => s.tags.includes('settled');
@@ -213,7 +214,7 @@ async function inProcess(
 ): Promise<ExitCode> {
   const { settings } = ctx;
   const lock = await acquireInstanceLock(
-    join(settings.paths.agentData, 'agent.lock'),
+    lockPath(settings),
     `boxkeeper ${name}`,
     realWorld.processes,
   );

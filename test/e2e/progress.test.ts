@@ -69,6 +69,11 @@ test('a waiting check (not on a terminal) prints timestamped steps and the downl
     'in order',
   );
   assert.equal(percents.at(-1), 100);
+  // The extraction that follows the download is measured too.
+  assert.ok(
+    steps.some((l) => /^ {2}V1\.8: extracted 100% \([\d.]+ of [\d.]+ MB\)$/.test(l)),
+    r.stdout,
+  );
   assert.match(r.stdout, /last result: installed V1\.8/);
 });
 

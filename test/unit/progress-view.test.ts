@@ -69,9 +69,16 @@ test('on a terminal: a bar per downloading version with MB, steps as plain lines
   await new Promise((r) => setTimeout(r, 200));
   view.update(status('downloading', 50e6));
   await new Promise((r) => setTimeout(r, 200));
+  // Then the zip is extracted: a bar of its own.
+  const extracting = status('downloading', 100e6);
+  const first = extracting.versions[0];
+  if (first !== undefined) first.extraction = { bytes: 30e6, totalBytes: 120e6 };
+  view.update(extracting);
+  await new Promise((r) => setTimeout(r, 200));
   view.stop();
   const plain = stripVTControlCharacters(text);
   assert.match(plain, /^downloading \(phase 1 DOWNLOADING\)$/m);
-  assert.match(plain, /V1\.8 +\[[█░]+\] 50% \| 50\.0\/100\.0 MB/);
+  assert.match(plain, /V1\.8 download +\[[█░]+\] 50% \| 50\.0\/100\.0 MB/);
+  assert.match(plain, /V1\.8 extract +\[[█░]+\] 25% \| 30\.0\/120\.0 MB/);
   assert.doesNotMatch(plain, /^\d{4}-\d\d-\d\dT/m, 'no timestamps on a terminal');
 });
