@@ -30,7 +30,11 @@ export interface IngestResult {
 
 export interface HashPool {
   hash(paths: string[]): Promise<string[]>;
-  ingest(requests: IngestRequest[]): Promise<IngestResult[]>;
+  /** `onProgress`: files taken so far of the total, now and then while the pool works. */
+  ingest(
+    requests: IngestRequest[],
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<IngestResult[]>;
   close(): Promise<void>;
 }
 
@@ -237,7 +241,10 @@ export function createHashPool(size = Math.max(1, Math.min(4, availableParalleli
   }
 
   /** Runs a job on this thread and the workers; fills job.digests and job.staged. */
-  async function run(job: Omit<Job, 'counter' | 'digests' | 'staged'>): Promise<Job> {
+  async function run(
+    job: Omit<Job, 'counter' | 'digests' | 'staged'>,
+    onProgress?: (done: number) => void,
+  ): Promise<Job> {
     const n = job.paths.length;
     const small = n <= INLINE_MAX;
     const memory = (bytes: number) =>
@@ -270,6 +277,7 @@ export function createHashPool(size = Math.max(1, Math.min(4, availableParalleli
       for (;;) {
         const until = performance.now() + SLICE_MS;
         if (inline.take(full, () => performance.now() >= until)) break;
+        onProgress?.(Math.min(n, Atomics.load(counter, 0)));
         await new Promise((resolve) => setImmediate(resolve));
       }
     } catch (err) {
@@ -290,8 +298,9 @@ export function createHashPool(size = Math.max(1, Math.min(4, availableParalleli
       const job = await run({ paths });
       return paths.map((_, i) => hex(job, i));
     },
-    ingest: async (requests) => {
+    ingest: async (requests, onProgress) => {
       const results = new Array<IngestResult>(requests.length);
+      let before = 0;
       // One job per repository (in practice there is one): its directories are sent once.
       const groups = new Map<string, number[]>();
       requests.forEach((r, i) => {
@@ -303,12 +312,19 @@ export function createHashPool(size = Math.max(1, Math.min(4, availableParalleli
       for (const group of groups.values()) {
         const first = requests[group[0] as number] as IngestRequest;
         const mine = group.map((i) => requests[i] as IngestRequest);
-        const job = await run({
-          paths: mine.map((r) => r.path),
-          modes: mine.map((r) => r.mode),
-          objectsDir: first.objectsDir,
-          stagingDir: first.stagingDir,
-        });
+        const job = await run(
+          {
+            paths: mine.map((r) => r.path),
+            modes: mine.map((r) => r.mode),
+            objectsDir: first.objectsDir,
+            stagingDir: first.stagingDir,
+          },
+          onProgress === undefined
+            ? undefined
+            : (done) => onProgress(before + done, requests.length),
+        );
+        before += mine.length;
+        onProgress?.(before, requests.length);
         group.forEach((i, j) => {
           results[i] = {
             path: (mine[j] as IngestRequest).path,

@@ -1,6 +1,6 @@
 // What a waiting update command shows while the cycle works: on a terminal a progress bar per
-// downloading version (cli-progress) and a line for each step; elsewhere (a log, a script) plain
-// timestamped lines, download progress every 10 %. Fed with the status the command polls (the
+// download, extraction and snapshot (cli-progress) and a line for each step; elsewhere (a log, a script) plain
+// timestamped lines, each measured step every 10 %. Fed with the status the command polls (the
 // daemon's /status, or the in-process engine's changes), so both paths show the same.
 import type { MultiBar, SingleBar } from 'cli-progress';
 import type { UpdateStatus, UpdateVersionStatus } from '../services/update-status.ts';
@@ -20,11 +20,21 @@ const MB = 1e6;
 
 /** One measured step of a version: its download, then its extraction. */
 interface Meter {
-  what: 'download' | 'extract';
-  past: 'downloaded' | 'extracted';
+  what: 'download' | 'extract' | 'snapshot';
+  past: 'downloaded' | 'extracted' | 'hashed';
   value: number;
   total: number;
-  unit: 'MB' | 'chunks';
+  unit: 'MB' | 'chunks' | 'files';
+}
+
+/** The cycle's own meter: the snapshot it takes (backup before an install, commit after). */
+function cycleMeter(s: UpdateStatus): { label: string; meter: Meter } | undefined {
+  const w = s.snapshot;
+  if (w === undefined || w.total === 0) return undefined;
+  return {
+    label: `snapshot ${w.snapshot}`,
+    meter: { what: 'snapshot', past: 'hashed', value: w.done, total: w.total, unit: 'files' },
+  };
 }
 
 /** The version's meters, in MB (chunks when a download does not report bytes). */
@@ -79,20 +89,36 @@ export function progressView(
 
   const drawBars = (s: UpdateStatus) => {
     if (bars === undefined) return;
-    for (const v of s.versions) {
-      for (const m of meters(v)) {
-        const key = `${v.versionCode} ${m.what}`;
-        let bar = bars.byVersion.get(key);
-        if (bar === undefined) {
-          bar = bars.multi.create(m.total, m.value, {
-            version: `${v.versionNum} ${m.what}`.padEnd(20),
-            unit: m.unit,
-          });
-          bars.byVersion.set(key, bar);
-        }
-        bar.setTotal(m.total);
-        bar.update(m.value);
+    const cycle = cycleMeter(s);
+    const rows = [
+      ...s.versions.flatMap((v) =>
+        meters(v).map((m) => ({
+          key: `${v.versionCode} ${m.what}`,
+          label: `${v.versionNum} ${m.what}`,
+          m,
+        })),
+      ),
+      ...(cycle === undefined ? [] : [{ key: cycle.label, label: cycle.label, m: cycle.meter }]),
+    ];
+    for (const { key, label, m } of rows) {
+      let bar = bars.byVersion.get(key);
+      if (bar === undefined) {
+        // Counts (files, chunks) as whole numbers; MB with one decimal (the bars' default).
+        bar = bars.multi.create(
+          m.total,
+          m.value,
+          { version: label.padEnd(20), unit: m.unit },
+          m.unit === 'MB'
+            ? {}
+            : {
+                formatValue: (v, _o, type) =>
+                  type === 'value' || type === 'total' ? String(Math.round(v)) : String(v),
+              },
+        );
+        bars.byVersion.set(key, bar);
       }
+      bar.setTotal(m.total);
+      bar.update(m.value);
     }
   };
 
@@ -152,6 +178,18 @@ export function progressView(
                 ? `${m.value}/${m.total} chunks`
                 : `${m.value.toFixed(1)} of ${m.total.toFixed(1)} MB`;
             line(`  ${v.versionNum}: ${m.past} ${t * 10}% (${amount})`);
+          }
+        }
+      }
+      const cycle = cycleMeter(s);
+      if (cycle !== undefined) {
+        if (tty) ensureBars(s);
+        else {
+          const m = cycle.meter;
+          const t = Math.floor((10 * m.value) / m.total);
+          if (t > (reported.get(cycle.label) ?? -1)) {
+            reported.set(cycle.label, t);
+            line(`  ${cycle.label}: ${m.past} ${t * 10}% (${m.value}/${m.total} files)`);
           }
         }
       }

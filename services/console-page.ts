@@ -28,6 +28,7 @@ export const CONSOLE_HTML = `<!doctype html>
       <dt>last result</dt><dd id="result">–</dd>
       <dt>last error</dt><dd id="error">–</dd>
       <dt>next check</dt><dd id="next-check">–</dd>
+      <dt>snapshot</dt><dd id="snapshot">–</dd>
     </dl>
     <table id="versions">
       <thead><tr><th>version</th><th>status</th><th>step</th><th>download</th></tr></thead>
@@ -148,6 +149,7 @@ export const CONSOLE_JS = `'use strict';
     text('result', u.lastResult);
     text('error', u.lastError);
     text('next-check', u.nextCheckAt);
+    text('snapshot', u.snapshot ? u.snapshot.snapshot + ': ' + u.snapshot.done + ' of ' + u.snapshot.total + ' changed files hashed' : null);
     u.versions.forEach(function (v) {
       var tr = el('tr');
       tr.appendChild(el('td', '', v.versionNum));

@@ -324,7 +324,13 @@ export class SnapshotService {
   // ---- commit -----------------------------------------------------------------------------
 
   async commit(
-    options: { version?: string; subject?: string; oncePerBoot?: boolean } = {},
+    options: {
+      version?: string;
+      subject?: string;
+      oncePerBoot?: boolean;
+      /** Files hashed so far of those to hash (the changed ones), now and then. */
+      onProgress?: (done: number, total: number) => void;
+    } = {},
   ): Promise<CommitResult> {
     await this.recover();
     const bootId = await this.d.bootId();
@@ -393,6 +399,7 @@ export class SnapshotService {
         objectsDir,
         stagingDir,
       })),
+      options.onProgress,
     );
     let newObjects = 0;
     ingested.forEach((r, j) => {

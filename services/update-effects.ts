@@ -87,6 +87,8 @@ export interface UpdateEffectsDeps {
   onProgress?: (versionCode: string, progress: DownloadProgress) => void;
   /** Progress of a version's extraction, in bytes. */
   onExtractProgress?: (versionCode: string, bytes: number, totalBytes: number) => void;
+  /** Progress of a snapshot the cycle takes: files hashed of those changed. */
+  onSnapshotProgress?: (snapshot: string, done: number, total: number) => void;
   /** configuration.ini changed on disk (the agent reloads it). */
   configChanged?: () => void;
   /** The version of the agent that runs (self-update confirmation). */
@@ -697,7 +699,11 @@ export class BoxUpdateEffects implements UpdateEffects {
     // Re-run after a crash: the backup of this attempt exists already (nothing was applied
     // before it was recorded), so it is the one.
     if (!(await snapshots.list()).some((v) => v.version === name))
-      await snapshots.commit({ version: name, subject });
+      await snapshots.commit({
+        version: name,
+        subject,
+        onProgress: (done, total) => this.d.onSnapshotProgress?.(name, done, total),
+      });
     await this.d.fs.writeAtomic(this.installMarker, JSON.stringify({ backup: name, subject }));
     return { version: name };
   }
@@ -711,7 +717,11 @@ export class BoxUpdateEffects implements UpdateEffects {
     const names = new Set((await snapshots.list()).map((v) => v.version));
     let name = version;
     for (let i = 2; names.has(name); i++) name = `${version}-${i}`;
-    const r = await snapshots.commit({ version: name, subject });
+    const r = await snapshots.commit({
+      version: name,
+      subject,
+      onProgress: (done, total) => this.d.onSnapshotProgress?.(name, done, total),
+    });
     return { version: r.version };
   }
 

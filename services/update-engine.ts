@@ -170,6 +170,8 @@ export class UpdateEngine {
   private readonly listeners = new Set<(s: UpdateStatus) => void>();
   private readonly progress = new Map<string, DownloadProgress>();
   private readonly extraction = new Map<string, { bytes: number; totalBytes: number }>();
+  /** The snapshot the current state takes, if any (cleared when the state changes). */
+  private snapshotWork: NonNullable<UpdateStatus['snapshot']> | undefined;
   private progressNotice: { at: number; timer: NodeJS.Timeout | undefined } = {
     at: 0,
     timer: undefined,
@@ -218,6 +220,12 @@ export class UpdateEngine {
   /** Reports extraction progress of a version (not persisted), as `reportProgress`. */
   reportExtraction(versionCode: string, extraction: { bytes: number; totalBytes: number }): void {
     this.extraction.set(versionCode, extraction);
+    this.noticeProgress();
+  }
+
+  /** Reports the progress of a snapshot the cycle takes (not persisted), as `reportProgress`. */
+  reportSnapshot(work: NonNullable<UpdateStatus['snapshot']>): void {
+    this.snapshotWork = work;
     this.noticeProgress();
   }
 
@@ -371,9 +379,13 @@ export class UpdateEngine {
   }
 
   private notify(): void {
-    const s = this.status();
+    let s = this.status();
     if (s.state !== this.lastPath) {
       this.lastPath = s.state;
+      if (this.snapshotWork !== undefined) {
+        this.snapshotWork = undefined;
+        s = this.status();
+      }
       this.d.logger.info(
         {
           update: s.state,
@@ -412,6 +424,7 @@ export class UpdateEngine {
         this.extraction,
       ),
       parked: this.parkedStatus,
+      ...(this.snapshotWork === undefined ? {} : { snapshot: this.snapshotWork }),
     };
   }
 

@@ -32,6 +32,8 @@ export interface UpdateStatus {
   nextCheckAt: string | null;
   lastError: string | null;
   lastResult: string | null;
+  /** A snapshot the cycle is taking (backup or commit): files hashed of those changed (live). */
+  snapshot?: { snapshot: string; done: number; total: number };
   /** The timers and limits the cycle runs with: settings.ini's at this start (or reload). */
   policy: UpdatePolicy | null;
   seq: number;

@@ -123,6 +123,10 @@ function updateLines(u: UpdateStatus | { error: string } | null): string[] {
       `  ${v.versionNum.padEnd(10)} ${v.status}${p}${v.lastError === null ? '' : ` — ${v.lastError}`}`,
     );
   }
+  if (u.snapshot !== undefined)
+    lines.push(
+      `  snapshot ${u.snapshot.snapshot}: ${u.snapshot.done} of ${u.snapshot.total} changed files hashed`,
+    );
   if (u.pausedTasks !== null) lines.push(`  paused tasks: ${u.pausedTasks.join(', ') || '(none)'}`);
   if (u.nextCheckAt !== null) lines.push(`  next check: ${u.nextCheckAt}`);
   if (u.lastResult !== null) lines.push(`  last result: ${u.lastResult}`);

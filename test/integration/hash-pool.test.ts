@@ -49,7 +49,12 @@ test('ingest stages each new content once, read-only, named by hash and mode', a
   }
   const pool = createHashPool(2);
   t.after(() => pool.close());
-  const results = await pool.ingest(requests);
+  // Progress is reported while the pool works, in order, ending at every file.
+  const progress: Array<[number, number]> = [];
+  const results = await pool.ingest(requests, (done, total) => progress.push([done, total]));
+  assert.deepEqual(progress.at(-1), [400, 400]);
+  assert.ok(progress.every(([, total]) => total === 400));
+  assert.ok(progress.every(([d], i) => i === 0 || d >= (progress[i - 1] as [number, number])[0]));
   assert.equal(results.filter((r) => r.staged).length, 201, 'one object for the shared content');
   const staged = await readdir(stagingDir);
   assert.equal(staged.length, 201);

@@ -75,10 +75,17 @@ test('on a terminal: a bar per downloading version with MB, steps as plain lines
   if (first !== undefined) first.extraction = { bytes: 30e6, totalBytes: 120e6 };
   view.update(extracting);
   await new Promise((r) => setTimeout(r, 200));
+  // The backup before the install: a snapshot bar, in files.
+  view.update({
+    ...status('installing.backingUp'),
+    snapshot: { snapshot: 'pre-V1.8', done: 300, total: 1200 },
+  });
+  await new Promise((r) => setTimeout(r, 200));
   view.stop();
   const plain = stripVTControlCharacters(text);
   assert.match(plain, /^downloading \(phase 1 DOWNLOADING\)$/m);
   assert.match(plain, /V1\.8 download +\[[█░]+\] 50% \| 50\.0\/100\.0 MB/);
   assert.match(plain, /V1\.8 extract +\[[█░]+\] 25% \| 30\.0\/120\.0 MB/);
+  assert.match(plain, /snapshot pre-V1\.8 +\[[█░]+\] 25% \| 300\/1200 files/);
   assert.doesNotMatch(plain, /^\d{4}-\d\d-\d\dT/m, 'no timestamps on a terminal');
 });
