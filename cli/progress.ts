@@ -21,7 +21,7 @@ const MB = 1e6;
 /** One measured step of a version: its download, then its extraction. */
 interface Meter {
   what: 'download' | 'extract' | 'snapshot';
-  past: 'downloaded' | 'extracted' | 'hashed';
+  past: 'downloaded' | 'extracted' | 'hashed' | 'restored';
   value: number;
   total: number;
   unit: 'MB' | 'chunks' | 'files';
@@ -33,7 +33,7 @@ function cycleMeter(s: UpdateStatus): { label: string; meter: Meter } | undefine
   if (w === undefined || w.total === 0) return undefined;
   return {
     label: `snapshot ${w.snapshot}`,
-    meter: { what: 'snapshot', past: 'hashed', value: w.done, total: w.total, unit: 'files' },
+    meter: { what: 'snapshot', past: w.verb, value: w.done, total: w.total, unit: 'files' },
   };
 }
 

@@ -140,8 +140,8 @@ export async function createUpdateRuntime(
     fsCli: fsCliFor(settings),
     logger,
     onProgress: (code, p) => engineRef.engine?.reportProgress(code, p),
-    onSnapshotProgress: (snapshot, done, total) =>
-      engineRef.engine?.reportSnapshot({ snapshot, done, total }),
+    onSnapshotProgress: (snapshot, done, total, verb = 'hashed') =>
+      engineRef.engine?.reportSnapshot({ snapshot, done, total, verb }),
     onExtractProgress: (code, bytes, totalBytes) =>
       engineRef.engine?.reportExtraction(code, { bytes, totalBytes }),
     configChanged: () => {

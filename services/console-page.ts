@@ -149,7 +149,7 @@ export const CONSOLE_JS = `'use strict';
     text('result', u.lastResult);
     text('error', u.lastError);
     text('next-check', u.nextCheckAt);
-    text('snapshot', u.snapshot ? u.snapshot.snapshot + ': ' + u.snapshot.done + ' of ' + u.snapshot.total + ' changed files hashed' : null);
+    text('snapshot', u.snapshot ? u.snapshot.snapshot + ': ' + u.snapshot.done + ' of ' + u.snapshot.total + ' changed files ' + u.snapshot.verb : null);
     u.versions.forEach(function (v) {
       var tr = el('tr');
       tr.appendChild(el('td', '', v.versionNum));

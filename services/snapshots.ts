@@ -533,7 +533,11 @@ export class SnapshotService {
    */
   async rollback(
     version: string,
-    options: { discardChanges?: boolean } = {},
+    options: {
+      discardChanges?: boolean;
+      /** Files restored so far of those to restore, now and then. */
+      onProgress?: (done: number, total: number) => void;
+    } = {},
   ): Promise<{ saved: string | null; changed: number }> {
     await this.recover();
     const target = await this.commitOf(version);
@@ -548,7 +552,7 @@ export class SnapshotService {
         this.log.info({ saved, changes: drift }, 'saved uncommitted changes before rolling back');
       }
     }
-    const changed = await this.applyRollback(target, version);
+    const changed = await this.applyRollback(target, version, options.onProgress);
     return { saved, changed };
   }
 
@@ -623,7 +627,11 @@ export class SnapshotService {
     return { remove, dirs, write, chmods, absent, copyStamps };
   }
 
-  private async applyRollback(target: string, version: string): Promise<number> {
+  private async applyRollback(
+    target: string,
+    version: string,
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<number> {
     const manifest = await this.d.repo.readCommit(target);
     const p = await this.plan({ id: target, manifest });
     const missing = p.write.filter(
@@ -648,10 +656,19 @@ export class SnapshotService {
       this.d.tree.removePath(path);
     for (const d of p.dirs.sort((a, b) => a.path.length - b.path.length))
       this.d.tree.ensureDir(d.path, d.mode);
-    for (const e of p.write) {
+    // With a listener, the loop yields now and then so that its progress reaches it (the
+    // journal above finishes an interrupted run either way).
+    let slice = performance.now();
+    for (const [i, e] of p.write.entries()) {
       if (e.type === 'symlink') this.d.tree.placeSymlink(e.target as string, e.path);
       else this.d.tree.placeFile(this.d.repo.objectPath(e.hash as string, e.mode), e.path, e.mode);
+      if (onProgress !== undefined && performance.now() - slice > 50) {
+        onProgress(i + 1, p.write.length);
+        await new Promise((r) => setImmediate(r));
+        slice = performance.now();
+      }
     }
+    onProgress?.(p.write.length, p.write.length);
     for (const e of p.chmods) this.d.tree.chmod(e.path, e.mode);
     const changed = p.remove.length + p.dirs.length + p.write.length + p.chmods.length;
 

@@ -88,7 +88,12 @@ export interface UpdateEffectsDeps {
   /** Progress of a version's extraction, in bytes. */
   onExtractProgress?: (versionCode: string, bytes: number, totalBytes: number) => void;
   /** Progress of a snapshot the cycle takes: files hashed of those changed. */
-  onSnapshotProgress?: (snapshot: string, done: number, total: number) => void;
+  onSnapshotProgress?: (
+    snapshot: string,
+    done: number,
+    total: number,
+    verb?: 'hashed' | 'restored',
+  ) => void;
   /** configuration.ini changed on disk (the agent reloads it). */
   configChanged?: () => void;
   /** The version of the agent that runs (self-update confirmation). */
@@ -727,7 +732,10 @@ export class BoxUpdateEffects implements UpdateEffects {
 
   async rollbackSnapshot({ version }: { version: string }): Promise<{ restored: string | null }> {
     const snapshots = await this.d.snapshots();
-    const r = await snapshots.rollback(version, { discardChanges: true });
+    const r = await snapshots.rollback(version, {
+      discardChanges: true,
+      onProgress: (done, total) => this.d.onSnapshotProgress?.(version, done, total, 'restored'),
+    });
     await this.unwindCounter(version);
     await this.d.fs.remove(this.installMarker);
     this.d.logger.warn(

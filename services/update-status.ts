@@ -33,7 +33,7 @@ export interface UpdateStatus {
   lastError: string | null;
   lastResult: string | null;
   /** A snapshot the cycle is taking (backup or commit): files hashed of those changed (live). */
-  snapshot?: { snapshot: string; done: number; total: number };
+  snapshot?: { snapshot: string; done: number; total: number; verb: 'hashed' | 'restored' };
   /** The timers and limits the cycle runs with: settings.ini's at this start (or reload). */
   policy: UpdatePolicy | null;
   seq: number;

@@ -125,7 +125,7 @@ function updateLines(u: UpdateStatus | { error: string } | null): string[] {
   }
   if (u.snapshot !== undefined)
     lines.push(
-      `  snapshot ${u.snapshot.snapshot}: ${u.snapshot.done} of ${u.snapshot.total} changed files hashed`,
+      `  snapshot ${u.snapshot.snapshot}: ${u.snapshot.done} of ${u.snapshot.total} changed files ${u.snapshot.verb}`,
     );
   if (u.pausedTasks !== null) lines.push(`  paused tasks: ${u.pausedTasks.join(', ') || '(none)'}`);
   if (u.nextCheckAt !== null) lines.push(`  next check: ${u.nextCheckAt}`);

@@ -33,9 +33,16 @@ test('commit, change everything, rollback: the tree is byte-identical (contents,
   await mkdir(join(f.box, 'conf', 'extra'));
   assert.notDeepEqual(await treeState(f.box, SKIP), before);
 
-  const r = await f.service.rollback('V1', { discardChanges: true });
+  const restored: Array<[number, number]> = [];
+  const r = await f.service.rollback('V1', {
+    discardChanges: true,
+    onProgress: (done, total) => restored.push([done, total]),
+  });
   assert.equal(r.saved, null);
   assert.deepEqual(await treeState(f.box, SKIP), before);
+  // The files written back (jar, ztdb, nested/*, current.ini …), reported to the end.
+  const last = restored.at(-1);
+  assert.ok(last !== undefined && last[0] === last[1] && last[1] >= 3, JSON.stringify(restored));
   assert.equal(
     await readFile(join(f.box, 'logs', 'app.log'), 'utf8'),
     'log',

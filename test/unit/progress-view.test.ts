@@ -78,7 +78,7 @@ test('on a terminal: a bar per downloading version with MB, steps as plain lines
   // The backup before the install: a snapshot bar, in files.
   view.update({
     ...status('installing.backingUp'),
-    snapshot: { snapshot: 'pre-V1.8', done: 300, total: 1200 },
+    snapshot: { snapshot: 'pre-V1.8', done: 300, total: 1200, verb: 'hashed' },
   });
   await new Promise((r) => setTimeout(r, 200));
   view.stop();
