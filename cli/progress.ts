@@ -82,6 +82,24 @@ export function progressView(
   let pending: UpdateStatus | undefined;
   let stopped = false;
 
+  // Rate and time left of each bar, from its first report (cli-progress's own ETA needs a value
+  // every tick, and these come at most once a second).
+  const firstSeen = new Map<string, { at: number; value: number }>();
+  const rateOf = (key: string, m: Meter): string => {
+    const t = now().getTime();
+    const first = firstSeen.get(key);
+    if (first === undefined) {
+      firstSeen.set(key, { at: t, value: m.value });
+      return '';
+    }
+    const perSecond = ((m.value - first.value) * 1000) / Math.max(1, t - first.at);
+    if (m.value >= m.total) return 'done';
+    if (!(perSecond > 0)) return '';
+    const left = Math.round((m.total - m.value) / perSecond);
+    const shown = m.unit === 'MB' ? perSecond.toFixed(1) : String(Math.round(perSecond));
+    return `${shown} ${m.unit}/s, ${left} s left`;
+  };
+
   const line = (text: string) => {
     if (bars !== undefined) bars.multi.log(`${text}\n`);
     else stream.write(tty ? `${text}\n` : `${now().toISOString()} ${text}\n`);
@@ -101,13 +119,14 @@ export function progressView(
       ...(cycle === undefined ? [] : [{ key: cycle.label, label: cycle.label, m: cycle.meter }]),
     ];
     for (const { key, label, m } of rows) {
+      const rate = rateOf(key, m);
       let bar = bars.byVersion.get(key);
       if (bar === undefined) {
         // Counts (files, chunks) as whole numbers; MB with one decimal (the bars' default).
         bar = bars.multi.create(
           m.total,
           m.value,
-          { version: label.padEnd(20), unit: m.unit },
+          { version: label.padEnd(20), unit: m.unit, rate },
           m.unit === 'MB'
             ? {}
             : {
@@ -118,7 +137,7 @@ export function progressView(
         bars.byVersion.set(key, bar);
       }
       bar.setTotal(m.total);
-      bar.update(m.value);
+      bar.update(m.value, { rate });
     }
   };
 
@@ -133,7 +152,7 @@ export function progressView(
       const multi = new m.MultiBar(
         {
           stream: stream as NodeJS.WritableStream,
-          format: '{version} [{bar}] {percentage}% | {value}/{total} {unit} | {eta_formatted} left',
+          format: '{version} [{bar}] {percentage}% | {value}/{total} {unit} | {rate}',
           formatValue: (v, _o, type) =>
             type === 'value' || type === 'total' ? (Math.round(v * 10) / 10).toFixed(1) : String(v),
           hideCursor: true,
