@@ -731,6 +731,10 @@ export class BoxUpdateEffects implements UpdateEffects {
   }
 
   async rollbackSnapshot({ version }: { version: string }): Promise<{ restored: string | null }> {
+    // The state has the services down, but a failed health gate left them supervised and
+    // restarting: stop them before their files are put back (a running jar cannot be replaced
+    // on Windows, and a restart mid-restore would start half a build). A no-op when stopped.
+    await this.d.services.stopAll();
     const snapshots = await this.d.snapshots();
     const r = await snapshots.rollback(version, {
       discardChanges: true,

@@ -159,12 +159,20 @@ test('the console: token link, live statechart through an install started from t
   await page.waitForFunction(
     () => document.getElementById('action-result')?.textContent === 'install: accepted',
   );
+  // The cycle rests again with a result (the box had none before).
   await page.waitForFunction(
-    () => /installed/.test(document.getElementById('result')?.textContent ?? ''),
+    () =>
+      ['idle', 'awaitingInstall'].includes(document.getElementById('state')?.textContent ?? '') &&
+      (document.getElementById('result')?.textContent ?? '–') !== '–',
     undefined,
-    { timeout: 120_000 },
+    { timeout: 180_000 },
   );
   const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen);
+  assert.match(
+    (await page.textContent('#result')) ?? '',
+    /^installed V1\.8/,
+    `states shown: ${seen.join(' → ')}\n${d.tail(40)}`,
+  );
   assert.ok(
     seen.some((s) => s.startsWith('installing.')),
     `the page showed the install's states live: ${seen.join(' → ')}`,
