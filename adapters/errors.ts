@@ -1,79 +1,28 @@
-// Typed errors shared by every layer. Deep code throws these; only cli/main.ts maps them to
-// exit codes (see docs/architecture.md, "Exit codes").
-
-export const ExitCode = {
-  ok: 0,
-  internal: 1,
-  /** Bad settings.ini, configuration.ini, application.yml or command-line usage. */
-  config: 2,
-  /** Another boxkeeper already runs for this box, or the update cycle is busy. */
-  locked: 3,
-  /** A cloud-platform request failed (token, heartbeat, version check, download). */
-  cloud: 4,
-  /** A box service (Java, FreeSWITCH) could not be controlled. */
-  service: 5,
-  /** A snapshot operation was refused or failed (space, mounts, unknown version, damage). */
-  snapshot: 6,
-  /**
-   * A file the command needs could not be read or written: disk full, I/O error, no
-   * permission, read-only file system, or a directory where a file belongs (or the reverse).
-   * Not a bug (1) and not a setting (2): the operator frees space or fixes the file.
-   */
-  storage: 7,
-  /** An update was not installed: refused (signature, limits) or failed and rolled back. */
-  updateFailed: 8,
-  /** Nothing to do: no downloaded update waits to be installed, nothing to roll back. */
-  nothingToDo: 9,
-  /**
-   * `boxkeeper run` under systemd handed over to `boxkeeper self-update`, which restarts the
-   * service (listed in the unit's RestartPreventExitStatus= and SuccessExitStatus=).
-   */
-  handover: 10,
-  /** A check answered no: `health` (not healthy), `diagram --check` (pictures stale). */
-  checkFailed: 11,
-} as const;
-export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+// Typed errors shared by every layer. Deep code throws these with their kind; only cli/ maps
+// kinds to exit codes (cli/exit-codes.ts; docs/architecture.md, "Exit codes").
 
 /**
- * The one table of exit codes: `--help`, README.md and docs/architecture.md show these lines
- * (a test compares them), so a script can rely on what any of them says.
+ * What kind of failure an error is. Only cli/ turns kinds into exit codes (cli/exit-codes.ts,
+ * one code per kind of the same name), so deep code never speaks in process exit codes.
  */
-export const EXIT_CODE_MEANINGS: ReadonlyArray<readonly [ExitCode, string]> = [
-  [ExitCode.ok, 'success (for `health`: healthy)'],
-  [
-    ExitCode.internal,
-    'internal error (a bug: stack printed), daemon unreachable, or --timeout ran out',
-  ],
-  [
-    ExitCode.config,
-    'bad configuration (settings.ini, configuration.ini, application.yml) or usage',
-  ],
-  [ExitCode.locked, 'another boxkeeper runs for this box, or the update cycle is busy'],
-  [ExitCode.cloud, 'a cloud request failed (token, heartbeat, version check, download)'],
-  [ExitCode.service, 'a box service (Java, FreeSWITCH) could not be controlled'],
-  [
-    ExitCode.snapshot,
-    'a snapshot operation was refused or failed, or verify/repair found problems',
-  ],
-  [ExitCode.storage, 'a file could not be read or written (disk full, I/O, permission, read-only)'],
-  [ExitCode.updateFailed, 'an update was not installed: refused, or failed and rolled back'],
-  [ExitCode.nothingToDo, 'nothing to do: no downloaded update waits, nothing to roll back'],
-  [ExitCode.handover, '`run` under systemd handed over to a self-update (not an error)'],
-  [ExitCode.checkFailed, 'a check answered no: `health` not healthy, `diagram --check` stale'],
-];
-
-/** The table as Markdown, exactly as README.md and docs/architecture.md carry it. */
-export function exitCodeMarkdown(): string {
-  const rows = EXIT_CODE_MEANINGS.map(([code, meaning]) => `| ${code} | ${meaning} |`);
-  return ['| code | meaning |', '| --- | --- |', ...rows].join('\n');
-}
+export type ErrorKind =
+  | 'internal'
+  | 'config'
+  | 'locked'
+  | 'cloud'
+  | 'service'
+  | 'snapshot'
+  | 'storage'
+  | 'updateFailed'
+  | 'nothingToDo'
+  | 'checkFailed';
 
 export class BoxkeeperError extends Error {
-  readonly exitCode: ExitCode;
-  constructor(message: string, exitCode: ExitCode, options?: { cause?: unknown }) {
+  readonly kind: ErrorKind;
+  constructor(message: string, kind: ErrorKind, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
-    this.exitCode = exitCode;
+    this.kind = kind;
   }
 }
 
@@ -105,7 +54,7 @@ export class ConfigError extends BoxkeeperError {
     super(
       `${n} problem${n === 1 ? '' : 's'} in configuration:\n` +
         problems.map((p) => `  - ${formatProblem(p)}`).join('\n'),
-      ExitCode.config,
+      'config',
     );
     this.problems = problems;
   }
@@ -113,7 +62,7 @@ export class ConfigError extends BoxkeeperError {
 
 export class UsageError extends BoxkeeperError {
   constructor(message: string) {
-    super(message, ExitCode.config);
+    super(message, 'config');
   }
 }
 
@@ -122,7 +71,7 @@ export class LockedError extends BoxkeeperError {
   constructor(lockFile: string, holderPid: number) {
     super(
       `another boxkeeper (pid ${holderPid}) already runs for this box (lock ${lockFile})`,
-      ExitCode.locked,
+      'locked',
     );
     this.holderPid = holderPid;
   }
@@ -150,7 +99,7 @@ export class CloudError extends BoxkeeperError {
     detail: string,
     options?: { status?: number; cause?: unknown },
   ) {
-    super(`cloud ${endpoint} failed (${failure}): ${detail}`, ExitCode.cloud, options);
+    super(`cloud ${endpoint} failed (${failure}): ${detail}`, 'cloud', options);
     this.endpoint = endpoint;
     this.failure = failure;
     this.status = options?.status;
@@ -171,7 +120,7 @@ export class BoxAppError extends BoxkeeperError {
   readonly endpoint: string;
   readonly status: number | undefined;
   constructor(endpoint: string, detail: string, options?: { status?: number; cause?: unknown }) {
-    super(`box app ${endpoint} failed: ${detail}`, ExitCode.service, options);
+    super(`box app ${endpoint} failed: ${detail}`, 'service', options);
     this.endpoint = endpoint;
     this.status = options?.status;
   }
@@ -180,7 +129,7 @@ export class BoxAppError extends BoxkeeperError {
 export class ServiceError extends BoxkeeperError {
   readonly service: string;
   constructor(service: string, message: string, options?: { cause?: unknown }) {
-    super(`${service}: ${message}`, ExitCode.service, options);
+    super(`${service}: ${message}`, 'service', options);
     this.service = service;
   }
 }
@@ -264,7 +213,7 @@ export class StorageError extends BoxkeeperError {
   readonly file: string | undefined;
   constructor(err: unknown, file?: string) {
     const e = storageErrorOf(err);
-    super(describeStorageError(err, file) ?? errorMessage(err), ExitCode.storage, { cause: err });
+    super(describeStorageError(err, file) ?? errorMessage(err), 'storage', { cause: err });
     this.code = e?.code ?? 'EIO';
     this.file = file ?? (e?.dest !== undefined && TARGET_CODES.has(e.code) ? e.dest : e?.path);
   }

@@ -1,14 +1,8 @@
 #!/usr/bin/env node
 // Entry point: parses the command line, runs one command, maps typed errors to exit codes.
+import { EXIT_CODE_MEANINGS, ExitCode, exitCodeOf } from './exit-codes.ts';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import {
-  BoxkeeperError,
-  EXIT_CODE_MEANINGS,
-  ExitCode,
-  StorageError,
-  storageErrorOf,
-  UsageError,
-} from '../adapters/errors.ts';
+import { BoxkeeperError, StorageError, storageErrorOf, UsageError } from '../adapters/errors.ts';
 import { commands, type Command } from './commands/index.ts';
 
 const GLOBAL_HELP = `boxkeeper — keeps an edge box alive and up to date
@@ -123,11 +117,11 @@ async function entry(): Promise<void> {
   try {
     code = await main(process.argv.slice(2));
   } catch (caught) {
-    const untyped = !(caught instanceof BoxkeeperError) || caught.exitCode === ExitCode.internal;
+    const untyped = !(caught instanceof BoxkeeperError) || caught.kind === 'internal';
     const err = untyped && storageErrorOf(caught) !== undefined ? new StorageError(caught) : caught;
     if (err instanceof BoxkeeperError) {
       process.stderr.write(`boxkeeper: ${err.message}\n`);
-      code = err.exitCode;
+      code = exitCodeOf(err);
     } else {
       process.stderr.write(`boxkeeper: internal error: ${(err as Error).stack ?? String(err)}\n`);
       code = ExitCode.internal;

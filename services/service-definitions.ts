@@ -2,7 +2,6 @@
 // unit (Linux) and the WinSW XML (Windows). Pure: the CLI and the packaging script render the
 // same text from the same options. docs/architecture.md ("Running as a service") says why each
 // setting is what it is; docs/install.md is the operator's side.
-import { ExitCode } from '../adapters/errors.ts';
 
 /** The service's name: `boxkeeper.service` (systemd), service id `boxkeeper` (Windows). */
 export const SERVICE_NAME = 'boxkeeper';
@@ -14,7 +13,7 @@ export const SERVICE_NAME = 'boxkeeper';
  * (the hand-over is not a failure). Under WinSW the agent exits 0 instead: WinSW reports a
  * clean exit to Windows as "stopped", for which the service's failure actions do not apply.
  */
-export const HANDOVER_EXIT_CODE = ExitCode.handover;
+export const HANDOVER_EXIT_CODE = 10;
 
 /** `BOXKEEPER_SERVICE`: set by the service definition, tells the agent who restarts it. */
 export type ServiceKind = 'systemd' | 'winsw';

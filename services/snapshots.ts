@@ -2,7 +2,7 @@
 // content-addressed store): commit, list, diff, rollback, delete, prune with retention,
 // verify and repair. Work is proportional to what changed: a stat cache tells which files
 // must be re-read, and a rollback touches only files that differ from the target.
-import { BoxkeeperError, ExitCode } from '../adapters/errors.ts';
+import { BoxkeeperError } from '../adapters/errors.ts';
 import type { Logger } from '../adapters/logger.ts';
 import {
   type Manifest,
@@ -17,7 +17,7 @@ import type { TreeOps, WalkResult } from '../adapters/tree.ts';
 
 export class SnapshotError extends BoxkeeperError {
   constructor(message: string) {
-    super(message, ExitCode.snapshot);
+    super(message, 'snapshot');
   }
 }
 

@@ -6,7 +6,7 @@
 // are committed, or nothing is; and a script whose row exists is skipped. As the ledger lives in
 // the database itself, restoring the data dir from a backup also restores which scripts ran.
 import { createHash } from 'node:crypto';
-import { BoxkeeperError, ExitCode, errorMessage } from '../adapters/errors.ts';
+import { BoxkeeperError, errorMessage } from '../adapters/errors.ts';
 import type { Database, SqliteAdapter } from '../adapters/sqlite.ts';
 
 export const LEDGER_TABLE = 'boxkeeper_sql_ledger';
@@ -38,7 +38,7 @@ export class SqlScriptError extends BoxkeeperError {
     options?: { line?: number; cause?: unknown },
   ) {
     const where = options?.line === undefined ? '' : ` line ${options.line}`;
-    super(`SQL script ${script}${where} on ${dbPath}: ${detail}`, ExitCode.internal, options);
+    super(`SQL script ${script}${where} on ${dbPath}: ${detail}`, 'internal', options);
     this.script = script;
     this.dbPath = dbPath;
     this.line = options?.line;

@@ -14,7 +14,6 @@ import {
   BoxkeeperError,
   describeStorageError,
   errorMessage,
-  ExitCode,
   isDiskFull,
   storageErrorOf,
 } from '../adapters/errors.ts';
@@ -53,7 +52,7 @@ export class UpdateTimeoutError extends BoxkeeperError {
     super(
       `the update is still in "${state}" after ${Math.round(timeoutMs / 1000)} s; it is saved ` +
         'and goes on at the next start of boxkeeper (or give --timeout more seconds)',
-      ExitCode.internal,
+      'internal',
     );
     this.state = state;
   }

@@ -1,8 +1,9 @@
 // `boxkeeper console [--open]`: the link to the running daemon's local console, with its token.
 // As light as status: reads console.json and the lock, loads no agent.
+import { ExitCode } from '../exit-codes.ts';
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { ConfigError, ExitCode } from '../../adapters/errors.ts';
+import { ConfigError } from '../../adapters/errors.ts';
 import { ownerAlive, readLockOwner } from '../../adapters/instance-lock.ts';
 import { consolePath, lockPath } from '../../services/agent-files.ts';
 import { nodeProcesses } from '../process-control.ts';

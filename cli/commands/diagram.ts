@@ -1,6 +1,7 @@
+import { ExitCode } from '../exit-codes.ts';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { ExitCode, isErrnoCode } from '../../adapters/errors.ts';
+import { isErrnoCode } from '../../adapters/errors.ts';
 import { writeFileAtomic } from '../../adapters/fs-atomic.ts';
 import { loadDotRenderer } from '../../adapters/graphviz.ts';
 import { diagramFiles, REGENERATE_HINT, staleDiagramFiles } from '../../services/diagram.ts';

@@ -1,7 +1,8 @@
 // `boxkeeper health`: the answer of GET /healthz, from the lock and status.json, for a script or
 // a monitoring agent. As light as status: no cloud client, agent or statecharts.
+import { ExitCode } from '../exit-codes.ts';
 import { readFile } from 'node:fs/promises';
-import { ExitCode } from '../../adapters/errors.ts';
+
 import { ownerAlive, readLockOwner } from '../../adapters/instance-lock.ts';
 import type { AgentStatus } from '../../services/agent.ts';
 import { statusPath, lockPath } from '../../services/agent-files.ts';

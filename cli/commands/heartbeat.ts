@@ -1,4 +1,4 @@
-import { ExitCode } from '../../adapters/errors.ts';
+import { ExitCode } from '../exit-codes.ts';
 import { loadBoxConfig } from '../../services/box-config.ts';
 import { sendHeartbeat } from '../../services/heartbeat.ts';
 import { freeswitchMatcher, javaMatcher } from '../../services/supervisor.ts';

@@ -2,8 +2,8 @@
 // this light module loads at start; a command's module (and what it needs: the cloud client,
 // SQLite, XState, the inspector) is imported when that command runs, so `--help` and `status`
 // start about as fast as node itself (docs/benchmarks.md, start-up).
+import { ExitCode } from '../exit-codes.ts';
 import type { UpdateEvent } from '../../machines/update.machine.ts';
-import type { ExitCode } from '../../adapters/errors.ts';
 
 export interface CommandOption {
   type: 'string' | 'boolean';

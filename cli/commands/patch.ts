@@ -4,12 +4,13 @@
 //   with `--key`;
 // - `patch pack --switch-over`: the patch that moves a box from the Python tool to boxkeeper
 //   through the tool's own self-update (docs/install.md, "Switching a fleet from the Python tool").
+import { ExitCode } from '../exit-codes.ts';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { ExitCode, UsageError, BoxkeeperError, errorMessage } from '../../adapters/errors.ts';
+import { UsageError, BoxkeeperError, errorMessage } from '../../adapters/errors.ts';
 import { nodePackageTree } from '../../adapters/package-tree.ts';
 import { extractZipSafely } from '../../adapters/zip.ts';
 import { writeZip, type ZipEntrySource } from '../../adapters/zip-write.ts';
@@ -301,7 +302,7 @@ async function packageFolder(arg: string, scratch: string): Promise<string> {
       timeoutMs: 300_000,
     });
     if (r.code !== 0)
-      throw new BoxkeeperError(`cannot unpack ${arg}: ${r.stderr.trim()}`, ExitCode.config);
+      throw new BoxkeeperError(`cannot unpack ${arg}: ${r.stderr.trim()}`, 'config');
     dir = out;
   }
   if (await tree.exists(join(dir, 'MANIFEST.json'))) return dir;
@@ -328,7 +329,7 @@ async function packSwitchOver(values: Record<string, unknown>): Promise<ExitCode
     if (problems.length > 0)
       throw new BoxkeeperError(
         `${dir} does not match its MANIFEST.json: ${problems.slice(0, 5).join('; ')}`,
-        ExitCode.config,
+        'config',
       );
     const entrypointArg = str(values.entrypoint);
     let entrypoint: ZipEntrySource;

@@ -3,11 +3,12 @@
 // there until they rest, printing every transition (NDJSON) on stdout. Safe by construction:
 // files are written only inside DIR, the box services are neither stopped nor started, cloud
 // tasks are neither paused nor resumed, and no version check runs on the timer.
+import { ExitCode } from '../exit-codes.ts';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { decodeConfigText } from '../../adapters/ini.ts';
-import { BoxkeeperError, ExitCode, UsageError } from '../../adapters/errors.ts';
+import { BoxkeeperError, UsageError } from '../../adapters/errors.ts';
 import { nodePatchFs, type PatchFs } from '../../adapters/patch-fs.ts';
 import { platformRegistry } from '../../adapters/registry.ts';
 import { connectInspector, releaseProcess } from '../../adapters/inspector.ts';
@@ -83,7 +84,7 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
     if (!inside(box, settings.paths.patchMeta))
       throw new BoxkeeperError(
         `patch.meta path ${settings.paths.patchMeta} is outside ${box}`,
-        ExitCode.config,
+        'config',
       );
     // Read, then written (not copyFile): a failure names the side that failed. It holds the
     // cloud's config map, so the copy is private as the original (0600).

@@ -1,4 +1,4 @@
-import { ExitCode } from '../../adapters/errors.ts';
+import { ExitCode } from '../exit-codes.ts';
 import { acquireInstanceLock } from '../../adapters/instance-lock.ts';
 import { errorMessage } from '../../adapters/errors.ts';
 import { platformRegistry } from '../../adapters/registry.ts';

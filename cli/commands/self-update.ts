@@ -1,5 +1,6 @@
 // `boxkeeper self-update`: started (detached) by an agent that installs a new build of itself.
 // Not for operators; see cli/self-update.ts and docs/lifecycle.md.
+import { ExitCode } from '../exit-codes.ts';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -7,7 +8,7 @@ import {
   restoreAgentInstall,
   swapAgentInstall,
 } from '../../adapters/agent-install.ts';
-import { BoxkeeperError, errorMessage, ExitCode, UsageError } from '../../adapters/errors.ts';
+import { BoxkeeperError, errorMessage, UsageError } from '../../adapters/errors.ts';
 import { acquireInstanceLock } from '../../adapters/instance-lock.ts';
 import { nodePatchFs } from '../../adapters/patch-fs.ts';
 import { statusPath, type AgentStatus } from '../../services/agent.ts';
@@ -154,7 +155,7 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
         .then(() => log.warn('service restarted on the previous agent; it rolls the update back'))
         .catch((e: unknown) => log.error({ err: errorMessage(e) }, 'cannot restart the service'));
     }
-    throw new BoxkeeperError(`self-update failed: ${errorMessage(err)}`, ExitCode.service);
+    throw new BoxkeeperError(`self-update failed: ${errorMessage(err)}`, 'service');
   } finally {
     ctx.log.close();
   }

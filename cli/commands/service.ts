@@ -2,10 +2,11 @@
 // service (systemd on Linux, WinSW on Windows). Rendering is in services/service-definitions.ts,
 // the systemctl/sc/WinSW calls in adapters/service-manager.ts; docs/install.md, "Running as a
 // service", is the operator's guide.
+import { ExitCode } from '../exit-codes.ts';
 import { existsSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { controlRequest, readControlInfo } from '../../adapters/control.ts';
-import { ExitCode, UsageError } from '../../adapters/errors.ts';
+import { UsageError } from '../../adapters/errors.ts';
 import { ownerAlive, readLockOwner } from '../../adapters/instance-lock.ts';
 import { platformRegistry } from '../../adapters/registry.ts';
 import {

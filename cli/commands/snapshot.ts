@@ -1,4 +1,5 @@
-import { ExitCode, UsageError } from '../../adapters/errors.ts';
+import { ExitCode } from '../exit-codes.ts';
+import { UsageError } from '../../adapters/errors.ts';
 import { acquireInstanceLock, type InstanceLock } from '../../adapters/instance-lock.ts';
 import { SnapshotRepo } from '../../adapters/snapshot-repo.ts';
 import { defaultSnapshotPaths, type SnapshotPaths } from '../../services/snapshot-config.ts';

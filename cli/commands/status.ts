@@ -1,10 +1,6 @@
+import { ExitCode } from '../exit-codes.ts';
 import { readFile } from 'node:fs/promises';
-import {
-  describeStorageError,
-  errorMessage,
-  ExitCode,
-  isErrnoCode,
-} from '../../adapters/errors.ts';
+import { describeStorageError, errorMessage, isErrnoCode } from '../../adapters/errors.ts';
 import { ownerAlive, readLockOwner } from '../../adapters/instance-lock.ts';
 import { nodeProcesses } from '../process-control.ts';
 import type { AgentStatus } from '../../services/agent.ts';

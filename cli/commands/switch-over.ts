@@ -5,9 +5,10 @@
 // <manager_dir>/boxkeeper, register and start the service (or start the agent detached where
 // there is no service manager), then wait until the agent runs. patch.meta is left to the
 // agent: it imports the Python updater's SELF_UPDATE_COMPLETE and finishes the update.
+import { ExitCode } from '../exit-codes.ts';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BoxkeeperError, ExitCode, errorMessage } from '../../adapters/errors.ts';
+import { BoxkeeperError, errorMessage, type ErrorKind } from '../../adapters/errors.ts';
 import { ownerAlive, readLockOwner } from '../../adapters/instance-lock.ts';
 import { nodePackageTree } from '../../adapters/package-tree.ts';
 import { platformRegistry } from '../../adapters/registry.ts';
@@ -49,7 +50,7 @@ async function noServiceManager(platform: NodeJS.Platform): Promise<string | nul
 export async function run(args: CommandArgs): Promise<ExitCode> {
   const timeoutSec = args.values.timeout === undefined ? 120 : Number(args.values.timeout);
   if (!Number.isFinite(timeoutSec) || timeoutSec <= 0)
-    throw new BoxkeeperError('--timeout: expected a positive number of seconds', ExitCode.config);
+    throw new BoxkeeperError('--timeout: expected a positive number of seconds', 'config');
   const platform = process.platform;
   const fromPatch =
     typeof args.values['from-patch'] === 'string' ? args.values['from-patch'] : null;
@@ -64,17 +65,17 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
       registry: platformRegistry(platform),
     });
   } catch (err) {
-    throw new BoxkeeperError(`switch-over failed: ${errorMessage(err)}`, ExitCode.config);
+    throw new BoxkeeperError(`switch-over failed: ${errorMessage(err)}`, 'config');
   }
   const ctx = await loadContext({ values: { settings: located.file }, positionals: [] }, 'auto');
   const { settings } = ctx;
   const log = ctx.log.logger.child({ component: 'switch-over' });
-  const fail = (step: string, err: unknown, code: ExitCode = ExitCode.service): never => {
+  const fail = (step: string, err: unknown, kind: ErrorKind = 'service'): never => {
     log.error(
       { step, err: errorMessage(err) },
       "switch-over failed; the Python tool's files are untouched",
     );
-    throw new BoxkeeperError(`switch-over failed: ${step}: ${errorMessage(err)}`, code);
+    throw new BoxkeeperError(`switch-over failed: ${step}: ${errorMessage(err)}`, kind);
   };
   try {
     const me = agentInstall();

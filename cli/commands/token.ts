@@ -1,4 +1,4 @@
-import { ExitCode } from '../../adapters/errors.ts';
+import { ExitCode } from '../exit-codes.ts';
 import { loadBoxConfig } from '../../services/box-config.ts';
 import { cloudFor, loadContext, realWorld } from '../context.ts';
 import type { CommandArgs } from './index.ts';

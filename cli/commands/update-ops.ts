@@ -1,12 +1,12 @@
 // `boxkeeper check | install | rollback | clear-cache | reload-config`: sent to the running
 // daemon over its control channel, or, when no daemon runs, carried out in this process (under
 // the same single-instance lock) and waited for.
+import { ExitCode } from '../exit-codes.ts';
 import { resolve } from 'node:path';
 import { controlRequest, readControlInfo, type ControlInfo } from '../../adapters/control.ts';
 import {
   BoxkeeperError,
   errorMessage,
-  ExitCode,
   StorageError,
   storageErrorOf,
   isErrnoCode,
@@ -33,7 +33,7 @@ const out = (s: string) => process.stdout.write(`${s}\n`);
 
 class BusyError extends BoxkeeperError {
   constructor(state: string) {
-    super(`the update cycle is busy (${state}); try again when it is idle`, ExitCode.locked);
+    super(`the update cycle is busy (${state}); try again when it is idle`, 'locked');
   }
 }
 
@@ -41,12 +41,12 @@ function notApplicable(name: string, state: string): BoxkeeperError {
   if (name === 'rollback')
     return new BoxkeeperError(
       "nothing to roll back: no update was installed by this box's boxkeeper",
-      ExitCode.nothingToDo,
+      'nothingToDo',
     );
   if (name === 'install')
     return new BoxkeeperError(
       'no downloaded update waits to be installed; run "boxkeeper check" first',
-      ExitCode.nothingToDo,
+      'nothingToDo',
     );
   return new BusyError(state);
 }
@@ -79,7 +79,7 @@ async function viaDaemon(
   if (r.status !== 200 || body.status === undefined)
     throw new BoxkeeperError(
       `the daemon refused "${name}": ${body.error ?? `HTTP ${r.status}`}`,
-      ExitCode.internal,
+      'internal',
     );
   const before = body.status;
   let status = before;
@@ -91,7 +91,7 @@ async function viaDaemon(
     if (Date.now() - started > timeoutMs)
       throw new BoxkeeperError(
         `still ${status.state} after ${timeoutMs / 1000} s (it goes on in the daemon)`,
-        ExitCode.internal,
+        'internal',
       );
     await new Promise((res) => setTimeout(res, 200));
     status = (await controlRequest(info, 'GET', '/status')).body as UpdateStatus;
@@ -151,7 +151,7 @@ export function opRunner(name: string, event: UpdateEvent['type'] | null): Comma
           if (err instanceof BoxkeeperError) throw err;
           throw new BoxkeeperError(
             `cannot reach the daemon at ${info.url}: ${errorMessage(err)}`,
-            ExitCode.internal,
+            'internal',
           );
         }
         out(`${name}: sent to the running daemon (pid ${info.pid}) over its control channel`);
@@ -261,7 +261,7 @@ async function inProcess(
       if (failure !== undefined)
         throw new BoxkeeperError(
           `update state cannot be saved: ${errorMessage(failure)}`,
-          ExitCode.internal,
+          'internal',
         );
       out(summary(status));
       await leaveServicesRunning(ctx, agent, engine);

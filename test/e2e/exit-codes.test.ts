@@ -1,12 +1,13 @@
 // One exit-code table (adapters/errors.ts EXIT_CODE_MEANINGS) for --help, README.md and
 // docs/architecture.md, and each command ending with the code the table gives for its outcome:
 // the real CLI as a child process, a fixture box and the cloud simulator.
+import { EXIT_CODE_MEANINGS } from '../../cli/exit-codes.ts';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { EXIT_CODE_MEANINGS } from '../../adapters/errors.ts';
+
 import { runCli, setupE2E, type CliResult } from '../helpers/cli.ts';
 
 const show = (r: CliResult): string =>

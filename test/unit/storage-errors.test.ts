@@ -43,7 +43,7 @@ test('a read of a directory names it (Node says only "EISDIR: …, read")', asyn
     `cannot read ${dir}: is a directory, expected a file (EISDIR); move the directory aside`,
   );
   const storage = new StorageError(err);
-  assert.equal(storage.exitCode, 7);
+  assert.equal(storage.kind, 'storage');
   assert.equal(storage.file, dir);
 });
 
