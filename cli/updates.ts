@@ -1,7 +1,6 @@
 // Wiring of the update lifecycle: real effects, the engine, the trace file, the control channel.
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { InspectionEvent } from 'xstate';
-import { removeStaleTemps } from '../adapters/fs-atomic.ts';
 import type { BoxAppApi } from '../adapters/box-app.ts';
 import type { CloudApi } from '../adapters/cloud-client.ts';
 import {
@@ -24,7 +23,7 @@ import type { SnapshotService } from '../services/snapshots.ts';
 import { listUnfinishedTasks } from '../services/tasks.ts';
 import { BoxUpdateEffects, type ServiceControl } from '../services/update-effects.ts';
 import { UpdateEngine, type UpdateEffects } from '../services/update-engine.ts';
-import { agentInstall, fsCliFor, realWorld, type Context } from './context.ts';
+import { agentInstall, fsCliFor, type Context } from './context.ts';
 import { cliSelfUpdater } from './self-update.ts';
 import { updaterSnapshots } from './snapshot-wiring.ts';
 import { controlPath, tracesDir } from '../services/agent-files.ts';
@@ -84,23 +83,6 @@ export async function createUpdateRuntime(
 ): Promise<UpdateRuntime> {
   const { settings } = ctx;
   const logger = ctx.log.logger.child({ component: 'update' });
-  // Writes killed between fsync and rename (a crash mid-update) leave temp files behind.
-  const p = settings.paths;
-  const dirs = [
-    p.agentData,
-    dirname(p.config),
-    dirname(p.appYml),
-    dirname(p.jar),
-    p.fsConf,
-    p.managerDir,
-    dirname(settings.file),
-    p.patch,
-  ];
-  for (const dir of new Set(dirs)) {
-    const removed = await removeStaleTemps(dir, (pid) => realWorld.processes.isAlive(pid));
-    if (removed.length > 0)
-      logger.info({ files: removed }, 'removed temp files of interrupted writes');
-  }
   let snapshots: { service: SnapshotService; close: () => Promise<void> } | undefined;
   const trace = hooks.trace ?? openTraceFile(tracesDir(settings), 'update');
   const engineRef: { engine?: UpdateEngine } = {};

@@ -16,8 +16,9 @@ import { createLogger } from '../../adapters/logger.ts';
 import { mergeIniText } from '../../services/config-edit.ts';
 import { loadSettings } from '../../services/settings.ts';
 import type { ServiceControl } from '../../services/update-effects.ts';
-import { realWorld, createBoxAgent } from '../context.ts';
-import { createUpdateRuntime } from '../updates.ts';
+import { realWorld } from '../context.ts';
+import { openSession } from '../session.ts';
+import type { UpdateRuntime } from '../updates.ts';
 import type { CommandArgs } from './index.ts';
 
 function inside(dir: string, path: string): boolean {
@@ -102,38 +103,37 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
       process.stdout.write(`${JSON.stringify({ replay: what })}\n`);
     };
     try {
-      const { agent, cloud, boxApp } = await createBoxAgent(ctx);
       const services: ServiceControl = {
         stopAll: () => Promise.resolve(say('services would be stopped')),
         startAll: () => Promise.resolve(say('services would be started and checked')),
         releaseAll: () => Promise.resolve(say('services would be released')),
         isRunning: () => Promise.resolve(false),
       };
-      const runtime = await createUpdateRuntime(
-        ctx,
-        agent,
-        cloud,
-        boxApp,
-        (err) => say(`patch.meta write failed: ${String(err)}`),
-        {
-          periodicChecks: false,
-          fs: confined(box, say),
-          services,
-          pausedTasks: () => {
-            say("the box app's paused tasks would be adopted (none in a replay)");
-            return Promise.resolve([]);
-          },
-          cloud: {
-            ...cloud,
-            setTaskStatus: (tasks, op) =>
-              Promise.resolve(
-                say(`tasks ${tasks.join(', ')} would be ${op === 1 ? 'paused' : 'resumed'}`),
-              ),
-          },
-          trace: { path: '(stdout)', write: (line) => process.stdout.write(`${line}\n`) },
-          ...(inspector === undefined ? {} : { inspect: inspector.inspect }),
+      // No lock: the replay works on a copy, beside whatever agent runs on this machine.
+      const session = await openSession(ctx, {
+        updates: {
+          onFatal: (err) => say(`patch.meta write failed: ${String(err)}`),
+          hooks: (cloud) => ({
+            periodicChecks: false,
+            fs: confined(box, say),
+            services,
+            pausedTasks: () => {
+              say("the box app's paused tasks would be adopted (none in a replay)");
+              return Promise.resolve([]);
+            },
+            cloud: {
+              ...cloud,
+              setTaskStatus: (tasks, op) =>
+                Promise.resolve(
+                  say(`tasks ${tasks.join(', ')} would be ${op === 1 ? 'paused' : 'resumed'}`),
+                ),
+            },
+            trace: { path: '(stdout)', write: (line) => process.stdout.write(`${line}\n`) },
+            ...(inspector === undefined ? {} : { inspect: inspector.inspect }),
+          }),
         },
-      );
+      });
+      const runtime = session.updates as UpdateRuntime;
       try {
         runtime.engine.start();
         const status = await Promise.race([
@@ -142,7 +142,7 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
         ]);
         process.stdout.write(`${JSON.stringify({ final: status })}\n`);
       } finally {
-        await runtime.close();
+        await session.close();
       }
     } finally {
       log.close();

@@ -1,21 +1,14 @@
 import { ExitCode } from '../exit-codes.ts';
-import { acquireInstanceLock } from '../../adapters/instance-lock.ts';
 import { errorMessage } from '../../adapters/errors.ts';
 import { platformRegistry } from '../../adapters/registry.ts';
 import { HANDOVER_EXIT_CODE, serviceKindOf } from '../../services/service-definitions.ts';
 import { loadSettings, securityWarnings } from '../../services/settings.ts';
-import { loadContext, realWorld, createBoxAgent } from '../context.ts';
+import { loadContext, realWorld } from '../context.ts';
+import { openSession } from '../session.ts';
 import { assessHealth } from '../../services/health.ts';
 import type { ControlReply } from '../../adapters/control.ts';
-import {
-  controlCommand,
-  createUpdateRuntime,
-  serveControl,
-  updatePolicy,
-  type UpdateRuntime,
-} from '../updates.ts';
+import { controlCommand, serveControl, updatePolicy } from '../updates.ts';
 import type { CommandArgs } from './index.ts';
-import { lockPath } from '../../services/agent-files.ts';
 
 export async function run(args: CommandArgs): Promise<ExitCode> {
   const ctx = await loadContext(args, 'auto');
@@ -30,35 +23,40 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
       ? inspectorModule.connectInspector(args.values.inspect)
       : undefined;
   const { settings, log } = ctx;
-  const lock = await acquireInstanceLock(lockPath(settings), 'boxkeeper run', realWorld.processes);
-  for (const w of securityWarnings(settings)) log.logger.warn(w);
   let stopRequested: (why: string) => void = () => undefined;
   const stopped = new Promise<string>((resolve) => (stopRequested = resolve));
   let exitCode: ExitCode = ExitCode.ok;
   try {
-    const { agent, cloud, boxApp } = await createBoxAgent(ctx);
-    let updates: UpdateRuntime | undefined;
+    const session = await openSession(ctx, {
+      holder: 'boxkeeper run',
+      ...(settings.update.enabled
+        ? {
+            updates: {
+              onFatal: (err: unknown) => {
+                // Fail-stop: nothing more can be made durable; the next start resumes from the file.
+                log.logger.fatal(
+                  { err: errorMessage(err) },
+                  'update state cannot be saved; exiting',
+                );
+                process.exit(1);
+              },
+              hooks: {
+                waitForDisk: true,
+                // As the Python tool: debug mode runs nothing on a timer; operator commands
+                // still work.
+                periodicChecks: !settings.general.debugMode,
+                ...(inspector === undefined ? {} : { inspect: inspector.inspect }),
+              },
+            },
+          }
+        : {}),
+    });
+    for (const w of securityWarnings(settings)) log.logger.warn(w);
+    const { agent, updates } = session;
     let control: { close(): Promise<void> } | undefined;
     let command: ((body: unknown) => Promise<ControlReply>) | undefined;
     let consoleServer: { close(): Promise<void> } | undefined;
-    if (settings.update.enabled) {
-      updates = await createUpdateRuntime(
-        ctx,
-        agent,
-        cloud,
-        boxApp,
-        (err) => {
-          // Fail-stop: nothing more can be made durable; the next start resumes from the file.
-          log.logger.fatal({ err: errorMessage(err) }, 'update state cannot be saved; exiting');
-          process.exit(1);
-        },
-        {
-          waitForDisk: true,
-          // As the Python tool: debug mode runs nothing on a timer; operator commands still work.
-          periodicChecks: !settings.general.debugMode,
-          ...(inspector === undefined ? {} : { inspect: inspector.inspect }),
-        },
-      );
+    if (updates !== undefined) {
       agent.start({ holdServices: updates.engine.servicesMustStayDown() });
       updates.engine.start();
       const engine = updates.engine;
@@ -115,14 +113,12 @@ export async function run(args: CommandArgs): Promise<ExitCode> {
     log.logger.info({ signal }, 'stopping (box services keep running)');
     await consoleServer?.close();
     await control?.close();
-    await updates?.close();
-    await agent.stop();
+    await session.close();
     // Under systemd the hand-over exit must not look like an agent to restart: the updater
     // restarts the service once the new build is in place (docs/architecture.md).
     if (signal === 'self-update' && serviceKindOf(process.env) === 'systemd')
       exitCode = HANDOVER_EXIT_CODE;
   } finally {
-    await lock.release();
     log.close();
     if (inspector !== undefined) {
       inspector.close();

@@ -16,15 +16,14 @@ import { nodePatchFs } from '../../adapters/patch-fs.ts';
 import { readZipEntry, UnsafeZipError } from '../../adapters/zip.ts';
 import type { PatchInfo } from '../../machines/patch.machine.ts';
 import { LocalPatchError, stageLocalPatch } from '../../services/local-patch.ts';
-import { acquireInstanceLock } from '../../adapters/instance-lock.ts';
 import type { UpdateEvent } from '../../machines/update.machine.ts';
 import type { Agent } from '../../services/agent.ts';
 import type { UpdateEngine, UpdateStatus } from '../../services/update-engine.ts';
-import { loadContext, realWorld, createBoxAgent } from '../context.ts';
+import { loadContext, realWorld } from '../context.ts';
+import { openSession } from '../session.ts';
 import { progressView } from '../progress.ts';
-import { controlFile, createUpdateRuntime } from '../updates.ts';
+import { controlFile, type UpdateRuntime } from '../updates.ts';
 import type { CommandRun } from './index.ts';
-import { lockPath } from '../../services/agent-files.ts';
 
 /** Nothing runs for the update: the cycle rests (the machine's `settled` tag). */
 const settled = (s: UpdateStatus): boolean => s.tags.includes('settled');
@@ -213,65 +212,55 @@ async function inProcess(
   timeoutMs: number,
 ): Promise<ExitCode> {
   const { settings } = ctx;
-  const lock = await acquireInstanceLock(
-    lockPath(settings),
-    `boxkeeper ${name}`,
-    realWorld.processes,
-  );
   let failure: unknown;
-  try {
-    const { agent, cloud, boxApp } = await createBoxAgent(ctx);
-    const runtime = await createUpdateRuntime(
-      ctx,
-      agent,
-      cloud,
-      boxApp,
-      (err) => {
+  const session = await openSession(ctx, {
+    holder: `boxkeeper ${name}`,
+    updates: {
+      onFatal: (err) => {
         failure = err;
       },
-      { periodicChecks: false },
-    );
+      hooks: { periodicChecks: false },
+    },
+  });
+  try {
+    const { agent } = session;
+    const runtime = session.updates as UpdateRuntime;
     const engine = runtime.engine;
-    try {
-      agent.start({ holdServices: engine.servicesMustStayDown(), heartbeat: false });
-      engine.start();
-      let before = engine.status();
+    agent.start({ holdServices: engine.servicesMustStayDown(), heartbeat: false });
+    engine.start();
+    let before = engine.status();
+    if (!engine.send(event)) {
+      // A job resumed from patch.meta runs first; then the operator's command.
+      before = await engine.settled(timeoutMs);
       if (!engine.send(event)) {
-        // A job resumed from patch.meta runs first; then the operator's command.
-        before = await engine.settled(timeoutMs);
-        if (!engine.send(event)) {
-          const s = engine.status();
-          throw settled(s) ? notApplicable(name, s.state) : new BusyError(s.state);
-        }
+        const s = engine.status();
+        throw settled(s) ? notApplicable(name, s.state) : new BusyError(s.state);
       }
-      // Leave the state the event entered before waiting for rest.
-      await new Promise((r) => setTimeout(r, 50));
-      const view = progressView(process.stdout);
-      view.update(engine.status());
-      const unwatch = engine.onChange((s) => view.update(s));
-      const status = await Promise.race([
-        engine.settled(timeoutMs),
-        runtime.exitRequested.then(() => engine.status()),
-      ]).finally(() => {
-        unwatch();
-        view.stop();
-      });
-      if (failure !== undefined && storageErrorOf(failure) !== undefined)
-        throw new StorageError(failure, settings.paths.patchMeta);
-      if (failure !== undefined)
-        throw new BoxkeeperError(
-          `update state cannot be saved: ${errorMessage(failure)}`,
-          'internal',
-        );
-      out(summary(status));
-      await leaveServicesRunning(ctx, agent, engine);
-      return exitFor(name, status, before);
-    } finally {
-      await runtime.close();
-      await agent.stop();
     }
+    // Leave the state the event entered before waiting for rest.
+    await new Promise((r) => setTimeout(r, 50));
+    const view = progressView(process.stdout);
+    view.update(engine.status());
+    const unwatch = engine.onChange((s) => view.update(s));
+    const status = await Promise.race([
+      engine.settled(timeoutMs),
+      runtime.exitRequested.then(() => engine.status()),
+    ]).finally(() => {
+      unwatch();
+      view.stop();
+    });
+    if (failure !== undefined && storageErrorOf(failure) !== undefined)
+      throw new StorageError(failure, settings.paths.patchMeta);
+    if (failure !== undefined)
+      throw new BoxkeeperError(
+        `update state cannot be saved: ${errorMessage(failure)}`,
+        'internal',
+      );
+    out(summary(status));
+    await leaveServicesRunning(ctx, agent, engine);
+    return exitFor(name, status, before);
   } finally {
-    await lock.release();
+    await session.close();
   }
 }
 

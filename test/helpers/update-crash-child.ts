@@ -9,14 +9,13 @@
 //
 // Usage: node --import tsx test/helpers/update-crash-child.ts <settings.ini>
 import { writeFileAtomic } from '../../adapters/fs-atomic.ts';
-import { acquireInstanceLock } from '../../adapters/instance-lock.ts';
 import { nodePatchFs } from '../../adapters/patch-fs.ts';
 import { statePath } from '../../machines/update.machine.ts';
 import type { UpdateEffects } from '../../services/update-engine.ts';
-import { loadContext, realWorld, createBoxAgent } from '../../cli/context.ts';
-import { createUpdateRuntime } from '../../cli/updates.ts';
+import { loadContext } from '../../cli/context.ts';
+import { openSession } from '../../cli/session.ts';
+import type { UpdateRuntime } from '../../cli/updates.ts';
 import { leaveServicesRunning } from '../../cli/commands/update-ops.ts';
-import { join } from 'node:path';
 
 const settingsFile = process.argv[2];
 if (settingsFile === undefined) throw new Error('usage: update-crash-child.ts <settings.ini>');
@@ -63,24 +62,18 @@ const metaFs = {
 };
 
 const ctx = await loadContext({ values: { settings: settingsFile }, positionals: [] }, 'none');
-const { settings } = ctx;
-const lock = await acquireInstanceLock(
-  join(settings.paths.agentData, 'agent.lock'),
-  'update crash child',
-  realWorld.processes,
-);
-const { agent, cloud, boxApp } = await createBoxAgent(ctx);
-const runtime = await createUpdateRuntime(
-  ctx,
-  agent,
-  cloud,
-  boxApp,
-  (err) => {
-    process.stderr.write(`fatal: ${String(err)}\n`);
-    process.exit(1);
+const session = await openSession(ctx, {
+  holder: 'update crash child',
+  updates: {
+    onFatal: (err) => {
+      process.stderr.write(`fatal: ${String(err)}\n`);
+      process.exit(1);
+    },
+    hooks: { wrapEffects: wrap, metaFs },
   },
-  { wrapEffects: wrap, metaFs },
-);
+});
+const { agent } = session;
+const runtime = session.updates as UpdateRuntime;
 agent.start({ holdServices: runtime.engine.servicesMustStayDown(), heartbeat: false });
 runtime.engine.start();
 const deadline = Date.now() + 90_000;
@@ -101,7 +94,5 @@ for (;;) {
   }
   await new Promise((r) => setTimeout(r, 100));
 }
-await runtime.close();
-await agent.stop();
-await lock.release();
+await session.close();
 ctx.log.close();
