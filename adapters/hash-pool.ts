@@ -9,9 +9,11 @@
 // keep going while the calling thread does other work (verify walks the live tree meanwhile).
 // A small job (an update's few changed files) runs on the calling thread alone: starting a
 // worker would cost more than it saves.
-import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { take, type HashJob, type HashJobMessage, type HashJobReply } from './hash-core.ts';
 
 export interface IngestRequest {
   path: string;
@@ -38,162 +40,31 @@ export interface HashPool {
   close(): Promise<void>;
 }
 
-// Plain JavaScript, so the very same code runs in workers (started from source text, under tsx
-// and from dist/ alike) and inline. Files below 1 MiB are read whole into one reused buffer.
-// Results go into shared memory: 32 bytes of digest per file and a "staged" byte, so neither
-// side accumulates result objects (a thread's young heap grows with what survives in it).
-const CORE = `
-const fs = require('node:fs');
-const crypto = require('node:crypto');
-const { createHash } = crypto;
-// One-shot hashing (Node >= 20.12) skips a Hash object per small file.
-const oneShot = crypto.hash === undefined
-  ? (data) => createHash('sha256').update(data).digest()
-  : (data) => crypto.hash('sha256', data, 'buffer');
-const { join } = require('node:path');
-const BIG = 1024 * 1024;
-let buf;
-function buffer() { return (buf ??= Buffer.allocUnsafe(BIG)); }
-
-function stamp(st) { return st.dev + ':' + st.ino + ':' + st.size + ':' + st.mtimeNs + ':' + st.ctimeNs; }
-
-// One open per file, no stat for the small ones: a file below BIG comes back as its bytes (in
-// the reused buffer); a bigger one as its digest, streamed. \`forClone\`: the bigger file's stat
-// is taken before it is hashed (from the start), to check later that a clone of it still holds
-// the hashed bytes.
-function readFile(path, forClone) {
-  const fd = fs.openSync(path, 'r');
-  try {
-    const b = buffer();
-    let n = 0;
-    for (;;) {
-      const r = fs.readSync(fd, b, n, b.length - n, null);
-      if (r === 0) return { data: b.subarray(0, n) };
-      n += r;
-      if (n === b.length) break;
-    }
-    const h = createHash('sha256');
-    const before = forClone ? fs.fstatSync(fd, { bigint: true }) : undefined;
-    let pos = 0;
-    if (before === undefined) {
-      h.update(b);
-      pos = n;
-    }
-    for (;;) {
-      const r = fs.readSync(fd, b, 0, b.length, pos);
-      if (r === 0) break;
-      h.update(b.subarray(0, r));
-      pos += r;
-    }
-    return { digest: h.digest(), before };
-  } finally { fs.closeSync(fd); }
+/**
+ * The worker's entry next to this module: hash-worker.ts under tsx, .js in dist/, .mjs in the
+ * package's bundle (packaging/bundle.ts builds it as a second entry).
+ */
+function startWorker(): Worker {
+  const here = fileURLToPath(import.meta.url);
+  const ext = extname(here);
+  const entry = new URL(`./hash-worker${ext}`, import.meta.url);
+  // Everything a worker allocates is short-lived (a file's stat, its digest): a small young
+  // generation is enough, and keeps the worker ~6 MiB smaller than the default.
+  const resourceLimits = { maxYoungGenerationSizeMb: 4 };
+  if (ext !== '.ts') return new Worker(entry, { resourceLimits });
+  // From source (tests, benchmarks): a worker does not inherit tsx's loader; it registers it.
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const boot = `import(${JSON.stringify(tsx)}).then((t) => { t.register(); return import(${JSON.stringify(entry.href)}); })`;
+  return new Worker(boot, { eval: true, resourceLimits });
 }
-
-function writeNew(dest, data) {
-  let fd;
-  try { fd = fs.openSync(dest, 'wx', 0o444); }
-  catch (e) { if (e.code === 'EEXIST') return false; throw e; }
-  try { fs.writeSync(fd, data); } finally { fs.closeSync(fd); }
-  return true;
-}
-
-// Item i of a job: hash job.paths[i] into job.digests; an ingest job also stages the object
-// (mode job.modes[i]) unless the repository has it, and says so in job.staged[i].
-function work(job, i) {
-  const path = job.paths[i];
-  const ingest = job.modes !== undefined;
-  const { data, digest: streamed, before } = readFile(path, ingest);
-  const digest = streamed ?? oneShot(data);
-  digest.copy(job.digests, i * 32);
-  if (!ingest) return;
-  const hash = digest.toString('hex');
-  const key = hash + '-' + job.modes[i].toString(8);
-  if (fs.existsSync(join(job.objectsDir, hash.slice(0, 2), key))) return;
-  const dest = join(job.stagingDir, key);
-  if (data !== undefined) {
-    if (writeNew(dest, data)) job.staged[i] = 1;
-    return;
-  }
-  if (fs.existsSync(dest)) return;
-  fs.copyFileSync(path, dest, fs.constants.COPYFILE_FICLONE);
-  fs.chmodSync(dest, 0o444);
-  // The clone is only good if the file did not change since it was hashed.
-  if (stamp(fs.lstatSync(path, { bigint: true })) !== stamp(before)) {
-    fs.rmSync(dest, { force: true });
-    throw new Error(path + ' changed while it was being committed; stop what writes it and retry');
-  }
-  job.staged[i] = 1;
-}
-
-// Takes items from the shared counter (Int32Array [next item, stop]) until none is left, or
-// until \`until()\` says to yield; true when the job has no items left (or was stopped).
-function take(job, until) {
-  const counter = job.counter;
-  while (Atomics.load(counter, 1) === 0) {
-    const i = Atomics.add(counter, 0, 1);
-    if (i >= job.paths.length) return true;
-    try {
-      work(job, i);
-    } catch (e) {
-      Atomics.store(counter, 1, 1);
-      throw e;
-    }
-    if (until !== undefined && until()) return false;
-  }
-  return true;
-}
-`;
-
-const WORKER = `${CORE}
-const { parentPort } = require('node:worker_threads');
-parentPort.on('message', (msg) => {
-  const job = {
-    ...msg,
-    counter: new Int32Array(msg.counter),
-    digests: Buffer.from(msg.digests),
-    staged: new Uint8Array(msg.staged),
-  };
-  try {
-    take(job);
-    parentPort.postMessage({ id: msg.id, ok: true });
-  } catch (e) {
-    parentPort.postMessage({ id: msg.id, ok: false, error: e && e.message ? e.message : String(e) });
-  }
-});
-`;
-
-interface Job {
-  paths: readonly string[];
-  /** Ingest jobs only. */
-  modes?: readonly number[];
-  objectsDir?: string;
-  stagingDir?: string;
-  counter: Int32Array;
-  digests: Buffer;
-  staged: Uint8Array;
-}
-
-interface Core {
-  take(job: Job, until?: () => boolean): boolean;
-}
-
-// The same source the workers run, evaluated once on this thread.
-// eslint-disable-next-line @typescript-eslint/no-implied-eval
-const makeCore = new Function('require', `${CORE}\nreturn { take };`) as (
-  req: NodeJS.Require,
-) => Core;
-const inline = makeCore(createRequire(import.meta.url));
 
 /** Up to this many files the calling thread does the work alone. */
 const INLINE_MAX = 256;
 /** The calling thread yields to its event loop after this much hashing (ms). */
 const SLICE_MS = 4;
 
-interface WorkerReply {
-  id: number;
-  ok: boolean;
-  error?: string;
-}
+type Job = HashJob;
+type WorkerReply = HashJobReply;
 
 /** `size`: hashing threads, the calling one included (default: cores, at most 4). */
 export function createHashPool(size = Math.max(1, Math.min(4, availableParallelism()))): HashPool {
@@ -217,9 +88,7 @@ export function createHashPool(size = Math.max(1, Math.min(4, availableParalleli
 
   function start(): Worker[] {
     workers ??= Array.from({ length: Math.max(0, size - 1) }, () => {
-      // Everything a worker allocates is short-lived (a file's stat, its digest): a small young
-      // generation is enough, and keeps the worker ~6 MiB smaller than the default.
-      const w = new Worker(WORKER, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
+      const w = startWorker();
       w.on('message', (m: WorkerReply) => {
         const p = pending.get(m.id);
         pending.delete(m.id);
@@ -254,7 +123,7 @@ export function createHashPool(size = Math.max(1, Math.min(4, availableParalleli
     const staged = new Uint8Array(memory(n));
     const full: Job = { ...job, counter, digests, staged };
     if (small) {
-      inline.take(full);
+      take(full);
       return full;
     }
     const replies = start().map((w) =>
@@ -262,13 +131,14 @@ export function createHashPool(size = Math.max(1, Math.min(4, availableParalleli
         const id = nextId++;
         pending.set(id, { worker: w, resolve });
         hold(w);
-        w.postMessage({
+        const message: HashJobMessage = {
           id,
           ...job,
-          counter: counter.buffer,
-          digests: digests.buffer,
-          staged: staged.buffer,
-        });
+          counter: counter.buffer as SharedArrayBuffer,
+          digests: digests.buffer as SharedArrayBuffer,
+          staged: staged.buffer as SharedArrayBuffer,
+        };
+        w.postMessage(message);
       }).finally(() => release(w)),
     );
     // This thread takes items from the same counter, yielding now and then so that other work
@@ -276,7 +146,7 @@ export function createHashPool(size = Math.max(1, Math.min(4, availableParalleli
     try {
       for (;;) {
         const until = performance.now() + SLICE_MS;
-        if (inline.take(full, () => performance.now() >= until)) break;
+        if (take(full, () => performance.now() >= until)) break;
         onProgress?.(Math.min(n, Atomics.load(counter, 0)));
         await new Promise((resolve) => setImmediate(resolve));
       }

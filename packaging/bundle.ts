@@ -29,7 +29,8 @@ const BANNER = [
 export async function bundleAgent(libDir: string): Promise<string[]> {
   const result = await build({
     absWorkingDir: ROOT,
-    entryPoints: { boxkeeper: 'cli/main.ts' },
+    // The hash pool's worker is started from its own file next to the bundle (hash-pool.ts).
+    entryPoints: { boxkeeper: 'cli/main.ts', 'hash-worker': 'adapters/hash-worker.ts' },
     outdir: libDir,
     outExtension: { '.js': '.mjs' },
     bundle: true,

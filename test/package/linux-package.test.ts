@@ -144,3 +144,20 @@ test('status, heartbeat and run work from the package against the simulator', as
   const stopped = await d.stop();
   assert.equal(stopped.code, 0, show(stopped));
 });
+
+test('a snapshot of a box with many files is committed and verified from the package (the hash pool runs its workers from the bundle)', async (t) => {
+  const h: E2E = await setupE2E({ cliOptions: opts });
+  t.after(() => h.close());
+  // More files than the calling thread hashes alone (hash-pool.ts), so the workers start.
+  const many = join(h.box.boxRoot, 'data', 'many');
+  await mkdir(many, { recursive: true });
+  for (let i = 0; i < 400; i++) await writeFile(join(many, `f${i}.txt`), `file ${i}\n`);
+  const init = await h.cli(['snapshot', 'init']);
+  assert.equal(init.code, 0, show(init));
+  const entries = Number(/: (\d+) entries/.exec(init.stdout)?.[1]);
+  assert.ok(entries > 400, `the snapshot holds the 400 files: ${init.stdout}`);
+  await writeFile(join(many, 'f7.txt'), 'changed\n');
+  const verify = await h.cli(['snapshot', 'verify']);
+  assert.equal(verify.code, 6, show(verify));
+  assert.match(verify.stdout, /tampered\s+.*f7\.txt/);
+});
