@@ -11,7 +11,9 @@
 // Environment: BEATS (default 2000; 0: run for DURATION_S), HEARTBEAT_MS (default 50),
 // DURATION_S (upper bound, default 3600), SAMPLE_MS (default 1000), NODE_FLAGS (flags for the
 // agent's node, e.g. "--max-semi-space-size=1"), TARGET (build | package;
-// the package from release/…-linux-x64.tar.gz, or PACKAGE=folder).
+// the package from release/…-linux-x64.tar.gz, or PACKAGE=folder), HEAP_SNAPSHOT_AT (beat counts,
+// e.g. "300,3000": the agent writes a V8 heap snapshot at each into bench/results/, to compare in
+// Chrome DevTools' Memory tab or with bench/heap-diff.ts).
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -30,6 +32,12 @@ const SAMPLE_MS = Number(process.env.SAMPLE_MS ?? 1000);
 const TARGET = process.env.TARGET ?? 'build';
 /** Node/V8 flags for the agent's process only (NODE_OPTIONS would reach this driver too). */
 const NODE_FLAGS = (process.env.NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
+const HEAP_SNAPSHOT_AT = (process.env.HEAP_SNAPSHOT_AT ?? '')
+  .split(',')
+  .filter((b) => b.trim() !== '')
+  .map(Number)
+  .sort((a, b) => a - b);
+const RESULTS_DIR = join(ROOT, 'bench', 'results');
 /** Clock ticks per second of /proc/<pid>/stat (USER_HZ; 100 on every Linux we run). */
 const TICK_MS = 10;
 
@@ -88,6 +96,11 @@ async function main(): Promise<void> {
       heartbeatSec: HEARTBEAT_MS / 1000,
     });
     const [cmd, ...pre] = await launcher(scratch);
+    if (HEAP_SNAPSHOT_AT.length > 0) {
+      await mkdir(RESULTS_DIR, { recursive: true });
+      pre.unshift('--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${RESULTS_DIR}`);
+    }
+    const snapshotsDue = [...HEAP_SNAPSHOT_AT];
     const agent = spawn(cmd as string, [...pre, 'run', '--settings', box.settingsPath], {
       stdio: ['ignore', 'ignore', 'inherit'],
     });
@@ -104,6 +117,11 @@ async function main(): Promise<void> {
         await sleep(SAMPLE_MS);
         if (agent.exitCode !== null || agent.signalCode !== null) break;
         samples.push({ t: Date.now() - started, beats: beats(), ...(await probe(pid)) });
+        if (snapshotsDue.length > 0 && beats() >= (snapshotsDue[0] as number)) {
+          snapshotsDue.shift();
+          process.stderr.write(`  heap snapshot at ${beats()} beats\n`);
+          agent.kill('SIGUSR2');
+        }
         if (samples.length % 10 === 0)
           process.stderr.write(
             `  ${(samples.at(-1)?.t ?? 0) / 1000} s: ${beats()} beats, RSS ${((samples.at(-1)?.rssKiB ?? 0) / 1024).toFixed(1)} MiB\n`,
@@ -117,9 +135,8 @@ async function main(): Promise<void> {
       await box.cleanup();
     }
     report(samples);
-    const resultsDir = join(ROOT, 'bench', 'results');
-    await mkdir(resultsDir, { recursive: true });
-    const file = join(resultsDir, `idle-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+    await mkdir(RESULTS_DIR, { recursive: true });
+    const file = join(RESULTS_DIR, `idle-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
     await writeFile(
       file,
       JSON.stringify({ beats: BEATS, heartbeatMs: HEARTBEAT_MS, target: TARGET, samples }, null, 2),
