@@ -1,11 +1,13 @@
 // Where this boxkeeper is installed: the directory holding its package.json (name "boxkeeper"),
 // its version, and the path of the CLI entry inside it (dist/cli/main.js when built,
 // cli/main.ts when run from source). Self-update swaps that directory.
-import { existsSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { cp, rename, rm } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { fsyncDir } from './fs-atomic.ts';
+import type { ExecResult, ProcessControl } from './processes.ts';
 
 export interface AgentInstall {
   home: string;
@@ -84,4 +86,70 @@ export async function restoreAgentInstall(home: string, stamp: string): Promise<
   await rename(previous, home);
   await fsyncDir(dirname(home));
   return failed;
+}
+
+/**
+ * Starts `<runtime> [flags] <home>/<entry> <args>` detached (it outlives this process), its
+ * output appended to `logFile`; returns its pid.
+ */
+export function startAgentProcess(
+  home: string,
+  entry: string,
+  args: string[],
+  logFile: string,
+): number {
+  const fd = openSync(logFile, 'a');
+  try {
+    const node = runtimeOf(home);
+    const child = spawn(node, [...runtimeFlags(node), join(home, entry), ...args], {
+      cwd: home,
+      detached: true,
+      stdio: ['ignore', fd, fd],
+      windowsHide: true,
+      env: { ...process.env, BOXKEEPER_SETTINGS: '' },
+    });
+    child.unref();
+    if (child.pid === undefined) throw new Error(`could not start ${join(home, entry)}`);
+    return child.pid;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A package's runtime runs the bundle as it is; a checkout needs this process's flags (tsx). */
+function runtimeFlags(node: string): string[] {
+  return node === process.execPath ? process.execArgv : [];
+}
+
+/** What self-update does to installs, behind one interface (the service receives it). */
+export interface AgentInstalls {
+  /** The install this process runs from. */
+  current(): AgentInstall;
+  /** The package.json of a build, if it is a boxkeeper build. */
+  readPackage(dir: string): { name: string; version: string } | undefined;
+  /** Runs `boxkeeper --version` of the build at `home` with its own runtime. */
+  runVersion(home: string, entry: string): Promise<ExecResult>;
+  swap(home: string, build: string): Promise<void>;
+  restore(home: string, stamp: string): Promise<string>;
+  startAgent(home: string, entry: string, args: string[], logFile: string): number;
+}
+
+export function nodeAgentInstalls(
+  current: () => AgentInstall,
+  processes: Pick<ProcessControl, 'exec'>,
+): AgentInstalls {
+  return {
+    current,
+    readPackage: readAgentPackage,
+    runVersion: (home, entry) => {
+      const node = runtimeOf(home);
+      return processes.exec(node, [...runtimeFlags(node), join(home, entry), '--version'], {
+        timeoutMs: 60_000,
+        cwd: home,
+      });
+    },
+    swap: swapAgentInstall,
+    restore: restoreAgentInstall,
+    startAgent: startAgentProcess,
+  };
 }

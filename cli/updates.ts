@@ -24,7 +24,8 @@ import { listUnfinishedTasks } from '../services/tasks.ts';
 import { BoxUpdateEffects, type ServiceControl } from '../services/update-effects.ts';
 import { UpdateEngine, type UpdateEffects } from '../services/update-engine.ts';
 import { agentInstall, fsCliFor, type Context } from './context.ts';
-import { cliSelfUpdater } from './self-update.ts';
+import { selfUpdateWorld } from './self-update.ts';
+import { createSelfUpdater } from '../services/self-update.ts';
 import { updaterSnapshots } from './snapshot-wiring.ts';
 import { controlPath, tracesDir } from '../services/agent-files.ts';
 
@@ -132,7 +133,7 @@ export async function createUpdateRuntime(
       });
     },
     agentVersion: agentInstall().version,
-    selfUpdater: cliSelfUpdater(settings, logger, (why) => requestExit(why)),
+    selfUpdater: createSelfUpdater(settings, logger, selfUpdateWorld(), (why) => requestExit(why)),
   });
   const effects = hooks.wrapEffects?.(boxEffects) ?? boxEffects;
   const engine = new UpdateEngine({
