@@ -1,5 +1,5 @@
 // The OS service manager: systemd (systemctl) on Linux, WinSW + sc.exe on Windows. Installs the
-// definition that services/service-definitions.ts renders, and starts, stops, restarts and
+// definition that services/install/service-definitions.ts renders, and starts, stops, restarts and
 // queries the `boxkeeper` service. Every operation returns the steps it took (or, dry, would
 // take) so the CLI can print them. Commands go through `run`, so tests can record them.
 import { copyFile, mkdir, rm, rmdir } from 'node:fs/promises';

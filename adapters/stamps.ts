@@ -1,6 +1,6 @@
 // Stat stamps of the snapshot store: the numbers that tell whether a file may have changed since
 // it was last hashed (like ostree's devino cache). Pure: shared by the tree walk, the repository
-// and services/snapshots.ts.
+// and services/snapshot/snapshots.ts.
 import type { StatInfo } from './tree.ts';
 
 /** Numbers per entry in a walk's (and a stat cache's) stamps: dev, ino, size, mtimeMs, ctimeMs. */

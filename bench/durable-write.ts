@@ -1,6 +1,6 @@
 // One durable patch.meta write against the "sync floor" (issue 10, target ≤ 1.5×).
 //   node --import tsx bench/durable-write.ts
-// A: writePatchMeta (services/update-store.ts), the DurableStore's `write`, on the real adapter.
+// A: writePatchMeta (services/update/update-store.ts), the DurableStore's `write`, on the real adapter.
 // B: the floor — in this process, synchronously: the same bytes to a temp file in the same dir,
 //    fsync, rename over the target, fsync the directory. Nothing can be durable for less.
 // C: (for reference) the async writeFileAtomic, what patch.meta used before.
@@ -25,8 +25,8 @@ import { createActor, fromPromise } from 'xstate';
 import { writeFileAtomic } from '../adapters/fs-atomic.ts';
 import { nodePatchFs } from '../adapters/patch-fs.ts';
 import { withEffects, type UpdatePolicy } from '../machines/update.machine.ts';
-import { envelopeText } from '../services/durable.ts';
-import { MACHINE_ID, MACHINE_VERSION, writePatchMeta } from '../services/update-store.ts';
+import { envelopeText } from '../services/update/durable.ts';
+import { MACHINE_ID, MACHINE_VERSION, writePatchMeta } from '../services/update/update-store.ts';
 import { median, range } from './common.ts';
 
 const RUNS = Number(process.env.RUNS ?? 15);

@@ -10,7 +10,7 @@ import { createLogger } from '../adapters/logger.ts';
 import { SnapshotRepo } from '../adapters/snapshot-repo.ts';
 import { freeBytes } from '../adapters/system.ts';
 import { nodeTree } from '../adapters/tree.ts';
-import { SnapshotService } from '../services/snapshots.ts';
+import { SnapshotService } from '../services/snapshot/snapshots.ts';
 
 export type CaseOp = 'noop' | 'commit' | 'rollback' | 'verify' | 'delete';
 

@@ -1,4 +1,4 @@
-// Benchmark of the snapshot store (services/snapshots.ts over adapters/snapshot-repo.ts) side by
+// Benchmark of the snapshot store (services/snapshot/snapshots.ts over adapters/snapshot-repo.ts) side by
 // side with the real ostree (bare repo), cp -a and rsync, on a generated tree like the one of
 // ../shared/reference/deepin-upgrade-manager-and-ostree.md §3.1. See bench/README.md.
 //
@@ -386,7 +386,7 @@ function loadAvg(): string {
 /** The measured code: git commit, whether the store's sources differ from it, their hash. */
 function codeVersion(): string {
   const files = [
-    'services/snapshots.ts',
+    'services/snapshot/snapshots.ts',
     'adapters/snapshot-repo.ts',
     'adapters/tree.ts',
     'adapters/hash-pool.ts',

@@ -1,11 +1,11 @@
-// The local console as the daemon runs it: the console service (services/console.ts) on the
+// The local console as the daemon runs it: the console service (services/console/console.ts) on the
 // loopback web server (adapters/console-server.ts), its chart rendered by Graphviz on first use.
 import { startConsoleServer, type ConsoleServer } from '../adapters/console-server.ts';
 import type { ControlReply } from '../adapters/control.ts';
-import type { Agent } from '../services/agent.ts';
-import { consoleRoutes } from '../services/console.ts';
-import { DIAGRAMS, toDot } from '../services/diagram.ts';
-import { consolePath } from '../services/agent-files.ts';
+import type { Agent } from '../services/agent/agent.ts';
+import { consoleRoutes } from '../services/console/console.ts';
+import { DIAGRAMS, toDot } from '../services/console/diagram.ts';
+import { consolePath } from '../services/agent/agent-files.ts';
 import type { Context } from './context.ts';
 
 /** The update statechart as SVG: the same picture as docs/diagrams/update.svg. */

@@ -11,15 +11,15 @@ import { createFreeswitchCli, type FreeswitchCli } from '../adapters/freeswitch.
 import { consoleModeFor, createLogger, loadPretty, type LogHandle } from '../adapters/logger.ts';
 import { captureScriptEnvironment } from '../adapters/script-env.ts';
 import { createSystemInfo } from '../adapters/system.ts';
-import { executableName } from '../services/box-paths.ts';
+import { executableName } from '../services/agent/box-paths.ts';
 import {
   appConfigProblem,
   boxAppAtConfiguredPort,
   loadBoxConfig,
   type BoxConfig,
-} from '../services/box-config.ts';
-import { Agent } from '../services/agent.ts';
-import type { Settings } from '../services/settings.ts';
+} from '../services/agent/box-config.ts';
+import { Agent } from '../services/agent/agent.ts';
+import type { Settings } from '../services/agent/settings.ts';
 import type { CommandArgs } from './commands/index.ts';
 import { makeAgentFilesPrivate } from './private-files.ts';
 import { nodeProcesses } from './process-control.ts';

@@ -1,7 +1,7 @@
 // The process exit codes of every command, owned by cli/: typed errors carry a kind
 // (adapters/errors.ts ErrorKind), and the one top-level catch maps it to the code of that name.
 import type { BoxkeeperError } from '../adapters/errors.ts';
-import { HANDOVER_EXIT_CODE } from '../services/service-definitions.ts';
+import { HANDOVER_EXIT_CODE } from '../services/install/service-definitions.ts';
 
 export const ExitCode = {
   ok: 0,

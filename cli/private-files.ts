@@ -8,8 +8,8 @@ import { basename, dirname, join } from 'node:path';
 import { errorMessage } from '../adapters/errors.ts';
 import type { FileAccess } from '../adapters/file-acl.ts';
 import type { Logger } from '../adapters/logger.ts';
-import { consolePath, controlPath, statusPath, tracesDir } from '../services/agent-files.ts';
-import type { Settings } from '../services/settings.ts';
+import { consolePath, controlPath, statusPath, tracesDir } from '../services/agent/agent-files.ts';
+import type { Settings } from '../services/agent/settings.ts';
 
 export async function makeAgentFilesPrivate(
   settings: Settings,

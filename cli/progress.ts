@@ -3,7 +3,7 @@
 // timestamped lines, each measured step every 10 %. Fed with the status the command polls (the
 // daemon's /status, or the in-process engine's changes), so both paths show the same.
 import type { MultiBar, SingleBar } from 'cli-progress';
-import type { UpdateStatus, UpdateVersionStatus } from '../services/update-status.ts';
+import type { UpdateStatus, UpdateVersionStatus } from '../services/update/update-status.ts';
 
 export interface ProgressView {
   update(s: UpdateStatus): void;

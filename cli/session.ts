@@ -7,9 +7,9 @@ import type { BoxAppApi } from '../adapters/box-app.ts';
 import type { CloudApi } from '../adapters/cloud-client.ts';
 import { removeStaleTemps } from '../adapters/fs-atomic.ts';
 import { acquireInstanceLock, type InstanceLock } from '../adapters/instance-lock.ts';
-import { lockPath } from '../services/agent-files.ts';
-import type { Agent } from '../services/agent.ts';
-import type { Settings } from '../services/settings.ts';
+import { lockPath } from '../services/agent/agent-files.ts';
+import type { Agent } from '../services/agent/agent.ts';
+import type { Settings } from '../services/agent/settings.ts';
 import { createBoxAgent, realWorld, type Context } from './context.ts';
 import { createUpdateRuntime, type UpdateRuntime, type UpdateRuntimeHooks } from './updates.ts';
 

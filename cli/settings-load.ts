@@ -3,7 +3,7 @@
 import { ConfigError, errorMessage } from '../adapters/errors.ts';
 import { nodeFiles } from '../adapters/files.ts';
 import { platformRegistry } from '../adapters/registry.ts';
-import { loadSettings, locateSettings, type Settings } from '../services/settings.ts';
+import { loadSettings, locateSettings, type Settings } from '../services/agent/settings.ts';
 import type { CommandArgs } from './commands/index.ts';
 
 /** settings.ini from --settings, else $BOXKEEPER_SETTINGS, else ./settings/settings.ini. */

@@ -6,17 +6,17 @@ import { checkMounts } from '../adapters/mounts.ts';
 import { SnapshotRepo } from '../adapters/snapshot-repo.ts';
 import { bootId, freeBytes } from '../adapters/system.ts';
 import { nodeTree } from '../adapters/tree.ts';
-import { loadBoxConfig } from '../services/box-config.ts';
+import { loadBoxConfig } from '../services/agent/box-config.ts';
 import {
   defaultSnapshotPaths,
   parseSnapshotPaths,
   snapshotConfig,
   type SnapshotPaths,
-} from '../services/snapshot-config.ts';
-import type { Settings } from '../services/settings.ts';
-import { SnapshotError, SnapshotService } from '../services/snapshots.ts';
+} from '../services/snapshot/snapshot-config.ts';
+import type { Settings } from '../services/agent/settings.ts';
+import { SnapshotError, SnapshotService } from '../services/snapshot/snapshots.ts';
 import { realWorld, type Context } from './context.ts';
-import { fileStamp } from '../services/agent-files.ts';
+import { fileStamp } from '../services/agent/agent-files.ts';
 
 /** 20261122T183000 (UTC), sortable and safe in a version name. */
 

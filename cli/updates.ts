@@ -9,7 +9,7 @@ import {
   type ControlReply,
   type ControlServer,
 } from '../adapters/control.ts';
-import type { Health } from '../services/health.ts';
+import type { Health } from '../services/agent/health.ts';
 import type { PatchInfo } from '../machines/patch.machine.ts';
 import { errorMessage } from '../adapters/errors.ts';
 import { nodePatchFs, type PatchFs } from '../adapters/patch-fs.ts';
@@ -17,17 +17,17 @@ import { sqliteAdapter } from '../adapters/sqlite.ts';
 import { openTraceFile } from '../adapters/trace-file.ts';
 import { DEFAULT_ZIP_LIMITS, extractZipSafely } from '../adapters/zip.ts';
 import type { TaskNo, UpdateEvent, UpdatePolicy } from '../machines/update.machine.ts';
-import type { Agent } from '../services/agent.ts';
-import type { Settings } from '../services/settings.ts';
-import type { SnapshotService } from '../services/snapshots.ts';
-import { listUnfinishedTasks } from '../services/tasks.ts';
-import { BoxUpdateEffects, type ServiceControl } from '../services/update-effects.ts';
-import { UpdateEngine, type UpdateEffects } from '../services/update-engine.ts';
+import type { Agent } from '../services/agent/agent.ts';
+import type { Settings } from '../services/agent/settings.ts';
+import type { SnapshotService } from '../services/snapshot/snapshots.ts';
+import { listUnfinishedTasks } from '../services/update/tasks.ts';
+import { BoxUpdateEffects, type ServiceControl } from '../services/update/update-effects.ts';
+import { UpdateEngine, type UpdateEffects } from '../services/update/update-engine.ts';
 import { agentInstall, fsCliFor, type Context } from './context.ts';
 import { selfUpdateWorld } from './self-update.ts';
-import { createSelfUpdater } from '../services/self-update.ts';
+import { createSelfUpdater } from '../services/update/self-update.ts';
 import { updaterSnapshots } from './snapshot-wiring.ts';
-import { controlPath, tracesDir } from '../services/agent-files.ts';
+import { controlPath, tracesDir } from '../services/agent/agent-files.ts';
 
 export function updatePolicy(settings: Settings): UpdatePolicy {
   const u = settings.update;

@@ -137,7 +137,7 @@ export type UpdateEvent =
   | { type: 'SELF_UPDATE.FAILED'; error: string }
   | PatchReport;
 
-// ---- effect contracts (implemented in services/update-effects.ts) ---------------------------
+// ---- effect contracts (implemented in services/update/update-effects.ts) ---------------------------
 
 export interface CheckOutput extends Timed {
   upgradeMark: number;

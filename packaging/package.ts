@@ -12,7 +12,7 @@ import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ZipFile } from 'yazl';
-import { renderSettingsTemplate, settingsDocs } from '../services/settings-template.ts';
+import { renderSettingsTemplate, settingsDocs } from '../services/install/settings-template.ts';
 import { bundleAgent } from './bundle.ts';
 
 const run = promisify(execFile);

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { ConfigError } from '../../adapters/errors.ts';
 import { ownerAlive, readLockOwner } from '../../adapters/instance-lock.ts';
-import { consolePath, lockPath } from '../../services/agent-files.ts';
+import { consolePath, lockPath } from '../../services/agent/agent-files.ts';
 import { nodeProcesses } from '../process-control.ts';
 import { readSettings } from '../settings-load.ts';
 import type { CommandArgs } from './index.ts';

@@ -4,7 +4,11 @@ import { dirname, join, resolve } from 'node:path';
 import { isErrnoCode } from '../../adapters/errors.ts';
 import { writeFileAtomic } from '../../adapters/fs-atomic.ts';
 import { loadDotRenderer } from '../../adapters/graphviz.ts';
-import { diagramFiles, REGENERATE_HINT, staleDiagramFiles } from '../../services/diagram.ts';
+import {
+  diagramFiles,
+  REGENERATE_HINT,
+  staleDiagramFiles,
+} from '../../services/console/diagram.ts';
 import type { CommandArgs } from './index.ts';
 
 async function readOrNull(path: string): Promise<Uint8Array | null> {

@@ -4,9 +4,9 @@ import { ExitCode } from '../exit-codes.ts';
 import { readFile } from 'node:fs/promises';
 
 import { ownerAlive, readLockOwner } from '../../adapters/instance-lock.ts';
-import type { AgentStatus } from '../../services/agent.ts';
-import { statusPath, lockPath } from '../../services/agent-files.ts';
-import { assessHealth } from '../../services/health.ts';
+import type { AgentStatus } from '../../services/agent/agent.ts';
+import { statusPath, lockPath } from '../../services/agent/agent-files.ts';
+import { assessHealth } from '../../services/agent/health.ts';
 import { nodeProcesses } from '../process-control.ts';
 import { readSettings } from '../settings-load.ts';
 import type { CommandArgs } from './index.ts';

@@ -1,7 +1,7 @@
 import { ExitCode } from '../exit-codes.ts';
-import { loadBoxConfig } from '../../services/box-config.ts';
-import { sendHeartbeat } from '../../services/heartbeat.ts';
-import { freeswitchMatcher, javaMatcher } from '../../services/supervisor.ts';
+import { loadBoxConfig } from '../../services/agent/box-config.ts';
+import { sendHeartbeat } from '../../services/agent/heartbeat.ts';
+import { freeswitchMatcher, javaMatcher } from '../../services/supervision/supervisor.ts';
 import { cloudFor, fsCliFor, loadContext, realWorld } from '../context.ts';
 import type { CommandArgs } from './index.ts';
 

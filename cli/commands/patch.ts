@@ -22,7 +22,7 @@ import {
   linuxEntrypoint,
   PATCH_PACKAGE_DIR,
   verifyPackage,
-} from '../../services/switch-over.ts';
+} from '../../services/install/switch-over.ts';
 import {
   MANIFEST_FILE,
   manifestText,
@@ -32,8 +32,8 @@ import {
   signManifest,
   SIGNATURE_FILE,
   type ManifestFile,
-} from '../../services/patch-trust.ts';
-import { assertSafeSegment, PATCH_ITEMS } from '../../services/update-effects.ts';
+} from '../../services/update/patch-trust.ts';
+import { assertSafeSegment, PATCH_ITEMS } from '../../services/update/update-effects.ts';
 import { realWorld } from '../context.ts';
 import { commands, DEFAULT_EXPIRY_DAYS, type CommandArgs } from './index.ts';
 

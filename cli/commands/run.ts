@@ -1,11 +1,11 @@
 import { ExitCode } from '../exit-codes.ts';
 import { errorMessage } from '../../adapters/errors.ts';
 import { platformRegistry } from '../../adapters/registry.ts';
-import { HANDOVER_EXIT_CODE, serviceKindOf } from '../../services/service-definitions.ts';
-import { loadSettings, securityWarnings } from '../../services/settings.ts';
+import { HANDOVER_EXIT_CODE, serviceKindOf } from '../../services/install/service-definitions.ts';
+import { loadSettings, securityWarnings } from '../../services/agent/settings.ts';
 import { loadContext, realWorld } from '../context.ts';
 import { openSession } from '../session.ts';
-import { assessHealth } from '../../services/health.ts';
+import { assessHealth } from '../../services/agent/health.ts';
 import type { ControlReply } from '../../adapters/control.ts';
 import { controlCommand, serveControl, updatePolicy } from '../updates.ts';
 import type { CommandArgs } from './index.ts';

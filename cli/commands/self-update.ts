@@ -1,9 +1,9 @@
 // `boxkeeper self-update`: started (detached) by an agent that installs a new build of itself.
-// Not for operators; the procedure is services/self-update.ts (docs/lifecycle.md).
+// Not for operators; the procedure is services/update/self-update.ts (docs/lifecycle.md).
 import { ExitCode } from '../exit-codes.ts';
 import { UsageError } from '../../adapters/errors.ts';
-import { runSelfUpdate } from '../../services/self-update.ts';
-import { serviceKindOf } from '../../services/service-definitions.ts';
+import { runSelfUpdate } from '../../services/update/self-update.ts';
+import { serviceKindOf } from '../../services/install/service-definitions.ts';
 import { loadContext } from '../context.ts';
 import { selfUpdateWorld } from '../self-update.ts';
 import { updatePolicy } from '../updates.ts';

@@ -1,5 +1,5 @@
 // `boxkeeper service install | uninstall | status | stop-agent`: runs `boxkeeper run` as an OS
-// service (systemd on Linux, WinSW on Windows). Rendering is in services/service-definitions.ts,
+// service (systemd on Linux, WinSW on Windows). Rendering is in services/install/service-definitions.ts,
 // the systemctl/sc/WinSW calls in adapters/service-manager.ts; docs/install.md, "Running as a
 // service", is the operator's guide.
 import { ExitCode } from '../exit-codes.ts';
@@ -21,12 +21,12 @@ import {
   renderWinswXml,
   type Launcher,
   type ServiceKind,
-} from '../../services/service-definitions.ts';
-import { loadSettings, locateSettings, type Settings } from '../../services/settings.ts';
+} from '../../services/install/service-definitions.ts';
+import { loadSettings, locateSettings, type Settings } from '../../services/agent/settings.ts';
 import { agentInstall, realWorld } from '../context.ts';
 import { controlFile } from '../updates.ts';
 import type { CommandArgs } from './index.ts';
-import { lockPath } from '../../services/agent-files.ts';
+import { lockPath } from '../../services/agent/agent-files.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

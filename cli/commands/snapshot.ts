@@ -2,12 +2,15 @@ import { ExitCode } from '../exit-codes.ts';
 import { UsageError } from '../../adapters/errors.ts';
 import { acquireInstanceLock, type InstanceLock } from '../../adapters/instance-lock.ts';
 import { SnapshotRepo } from '../../adapters/snapshot-repo.ts';
-import { defaultSnapshotPaths, type SnapshotPaths } from '../../services/snapshot-config.ts';
-import { SnapshotError } from '../../services/snapshots.ts';
+import {
+  defaultSnapshotPaths,
+  type SnapshotPaths,
+} from '../../services/snapshot/snapshot-config.ts';
+import { SnapshotError } from '../../services/snapshot/snapshots.ts';
 import { loadContext, realWorld } from '../context.ts';
 import { boxVersion, loadPaths, service } from '../snapshot-wiring.ts';
 import type { CommandArgs } from './index.ts';
-import { lockPath } from '../../services/agent-files.ts';
+import { lockPath } from '../../services/agent/agent-files.ts';
 
 const WRITERS = new Set(['init', 'commit', 'rollback', 'delete', 'prune', 'repair']);
 

@@ -3,11 +3,11 @@ import { readFile } from 'node:fs/promises';
 import { describeStorageError, errorMessage, isErrnoCode } from '../../adapters/errors.ts';
 import { ownerAlive, readLockOwner } from '../../adapters/instance-lock.ts';
 import { nodeProcesses } from '../process-control.ts';
-import type { AgentStatus } from '../../services/agent.ts';
-import { statusPath, lockPath } from '../../services/agent-files.ts';
-import type { Settings } from '../../services/settings.ts';
+import type { AgentStatus } from '../../services/agent/agent.ts';
+import { statusPath, lockPath } from '../../services/agent/agent-files.ts';
+import type { Settings } from '../../services/agent/settings.ts';
 import { PHASE } from '../../machines/phases.ts';
-import { describe, type UpdateStatus } from '../../services/update-status.ts';
+import { describe, type UpdateStatus } from '../../services/update/update-status.ts';
 import { readCloudCa, readSettings } from '../settings-load.ts';
 import type { CommandArgs } from './index.ts';
 
@@ -48,7 +48,7 @@ async function legacyPreview(
   file: string,
   text: string,
 ): Promise<UpdateStatus | { error: string }> {
-  const { parseLegacyPatchMeta } = await import('../../services/legacy-meta.ts');
+  const { parseLegacyPatchMeta } = await import('../../services/update/legacy-meta.ts');
   const parsed = parseLegacyPatchMeta(text);
   if (parsed.kind === 'fork')
     return {

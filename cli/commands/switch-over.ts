@@ -12,16 +12,16 @@ import { BoxkeeperError, errorMessage, type ErrorKind } from '../../adapters/err
 import { ownerAlive, readLockOwner } from '../../adapters/instance-lock.ts';
 import { nodePackageTree } from '../../adapters/package-tree.ts';
 import { platformRegistry } from '../../adapters/registry.ts';
-import { statusPath, type AgentStatus } from '../../services/agent.ts';
-import { executableName } from '../../services/box-paths.ts';
+import { statusPath, type AgentStatus } from '../../services/agent/agent.ts';
+import { executableName } from '../../services/agent/box-paths.ts';
 import {
   ensureInstalled,
   INSTALL_DIR,
   locateSwitchOverSettings,
-} from '../../services/switch-over.ts';
+} from '../../services/install/switch-over.ts';
 import { agentInstall, loadContext, realWorld } from '../context.ts';
 import type { CommandArgs } from './index.ts';
-import { lockPath, fileStamp } from '../../services/agent-files.ts';
+import { lockPath, fileStamp } from '../../services/agent/agent-files.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

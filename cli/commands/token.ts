@@ -1,5 +1,5 @@
 import { ExitCode } from '../exit-codes.ts';
-import { loadBoxConfig } from '../../services/box-config.ts';
+import { loadBoxConfig } from '../../services/agent/box-config.ts';
 import { cloudFor, loadContext, realWorld } from '../context.ts';
 import type { CommandArgs } from './index.ts';
 

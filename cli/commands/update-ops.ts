@@ -15,10 +15,10 @@ import {
 import { nodePatchFs } from '../../adapters/patch-fs.ts';
 import { readZipEntry, UnsafeZipError } from '../../adapters/zip.ts';
 import type { PatchInfo } from '../../machines/patch.machine.ts';
-import { LocalPatchError, stageLocalPatch } from '../../services/local-patch.ts';
+import { LocalPatchError, stageLocalPatch } from '../../services/update/local-patch.ts';
 import type { UpdateEvent } from '../../machines/update.machine.ts';
-import type { Agent } from '../../services/agent.ts';
-import type { UpdateEngine, UpdateStatus } from '../../services/update-engine.ts';
+import type { Agent } from '../../services/agent/agent.ts';
+import type { UpdateEngine, UpdateStatus } from '../../services/update/update-engine.ts';
 import { loadContext, realWorld } from '../context.ts';
 import { openSession } from '../session.ts';
 import { progressView } from '../progress.ts';

@@ -52,7 +52,7 @@ test('status, health and what they load statically import no third-party package
   for (const command of ['status', 'health']) {
     const { files, packages } = staticClosure(join(root, 'cli', 'commands', `${command}.ts`));
     assert.deepEqual(packages, [], `loaded by ${command} through ${files.join(', ')}`);
-    assert.ok(files.includes('services/agent-files.ts'), 'the closure was followed');
+    assert.ok(files.includes('services/agent/agent-files.ts'), 'the closure was followed');
   }
 });
 

@@ -1,11 +1,11 @@
 // Corpus: the box's own configuration, read from real files: conf/configuration.ini through
 // loadBoxConfig (what the cloud protocol needs) and application.yml through readAppPort (the
-// box app's port; a broken file keeps Java from starting, services/box-config.ts). The error
+// box app's port; a broken file keeps Java from starting, services/agent/box-config.ts). The error
 // names the file, the section/key or line, and what was expected; neither file is touched.
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError } from '../../adapters/errors.ts';
-import { loadBoxConfig, readAppPort } from '../../services/box-config.ts';
+import { loadBoxConfig, readAppPort } from '../../services/agent/box-config.ts';
 import { runCorpus, type CorpusCase } from './runner.ts';
 
 const CONFIG_INI = `[QTHZ]

@@ -1,7 +1,7 @@
 // Corpus: signed-patch manifests (docs/security.md), through the real admission path: a patch
 // zip in the box's patch dir (its MD5 as announced, so nothing is downloaded) goes through
 // BoxUpdateEffects.downloadPatch with [security] patch_keys set, which extracts it and runs
-// checkSignature, parseManifest, checkManifest and checkFiles (services/patch-trust.ts). A bad
+// checkSignature, parseManifest, checkManifest and checkFiles (services/update/patch-trust.ts). A bad
 // manifest or signature is a PatchTrustError naming the file and field; as documented, the
 // refused patch is deleted (zip and extraction) and nothing else changes. The TUF attacks
 // (unsigned, other key, tampered, unlisted or missing file, expired, swapped versionCode,
@@ -20,9 +20,9 @@ import {
   PatchTrustError,
   publicKeyToBase64,
   SIGNATURE_FILE,
-} from '../../services/patch-trust.ts';
-import { loadSettings } from '../../services/settings.ts';
-import { BoxUpdateEffects } from '../../services/update-effects.ts';
+} from '../../services/update/patch-trust.ts';
+import { loadSettings } from '../../services/agent/settings.ts';
+import { BoxUpdateEffects } from '../../services/update/update-effects.ts';
 import { runCorpus, type CorpusCase, type Tree } from './runner.ts';
 
 const KEYS = generateKeyPairSync('ed25519');

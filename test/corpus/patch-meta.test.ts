@@ -1,7 +1,7 @@
 // Corpus: patch.meta, loaded by loadPatchMeta from a real patch dir. A file that cannot be used
 // is not an error that stops the agent: it is set aside as patch.meta.rejected-<time> (bytes
 // unchanged) and the reason, naming patch.meta and what is wrong, starts a reconcile
-// (services/update-store.ts). Everything else in the patch dir stays as it was.
+// (services/update/update-store.ts). Everything else in the patch dir stays as it was.
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -9,13 +9,13 @@ import { before } from 'node:test';
 import { createActor, fromPromise } from 'xstate';
 import { nodePatchFs } from '../../adapters/patch-fs.ts';
 import { withEffects, type UpdatePolicy } from '../../machines/update.machine.ts';
-import { DurableStore, type Envelope } from '../../services/durable.ts';
+import { DurableStore, type Envelope } from '../../services/update/durable.ts';
 import {
   loadPatchMeta,
   MACHINE_ID,
   MACHINE_VERSION,
   type PersistedSnapshot,
-} from '../../services/update-store.ts';
+} from '../../services/update/update-store.ts';
 import { runCorpus, type CorpusCase, type Tree } from './runner.ts';
 
 const POLICY: UpdatePolicy = {

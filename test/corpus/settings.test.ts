@@ -5,7 +5,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError } from '../../adapters/errors.ts';
 import type { Registry } from '../../adapters/registry.ts';
-import { loadSettings } from '../../services/settings.ts';
+import { loadSettings } from '../../services/agent/settings.ts';
 import { runCorpus, type CorpusCase } from './runner.ts';
 
 /** A settings.ini that loads, with `@BOX@` for the box dir. */

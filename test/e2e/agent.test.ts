@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { STANDIN_ENV_VALUE, type FixtureBox } from '../../fixtures/box/generate.ts';
 import { TOKEN_PATH, type FaultSpec } from '../../fixtures/cloud-sim/server.ts';
-import type { AgentStatus } from '../../services/agent.ts';
+import type { AgentStatus } from '../../services/agent/agent.ts';
 import {
   alive,
   isError,

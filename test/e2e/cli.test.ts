@@ -8,7 +8,7 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { API_PREFIX } from '../../fixtures/cloud-sim/server.ts';
-import type { AgentStatus } from '../../services/agent.ts';
+import type { AgentStatus } from '../../services/agent/agent.ts';
 import { HEARTBEAT_KEYS, runCli, setupE2E, type CliResult, type E2E } from '../helpers/cli.ts';
 
 const COMMANDS = ['run', 'status', 'heartbeat', 'token'];

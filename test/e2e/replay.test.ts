@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { WebSocketServer } from 'ws';
 import { buildStandinJar } from '../../fixtures/box/generate.ts';
-import type { UpdateStatus } from '../../services/update-engine.ts';
+import type { UpdateStatus } from '../../services/update/update-engine.ts';
 import { childEnv, REPO, runCli, setupE2E, TSX_LOADER } from '../helpers/cli.ts';
 
 function crashChild(settings: string, env: Record<string, string>) {

@@ -7,7 +7,7 @@ import { access, chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { test } from 'node:test';
-import { renderSystemdUnit } from '../../services/service-definitions.ts';
+import { renderSystemdUnit } from '../../services/install/service-definitions.ts';
 import {
   alive,
   CLI_MAIN,

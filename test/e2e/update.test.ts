@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import sqlite3 from 'sqlite3';
 import { buildStandinJar } from '../../fixtures/box/generate.ts';
 import { simKeyPair, type SimVersion } from '../../fixtures/cloud-sim/server.ts';
-import type { UpdateStatus } from '../../services/update-engine.ts';
+import type { UpdateStatus } from '../../services/update/update-engine.ts';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter } from 'node:path';
@@ -556,7 +556,7 @@ test('self-update: a new build that does not come up is replaced by the old one 
     t,
     (files) => {
       // Starts and answers --version, but its daemon dies at once.
-      const key = 'boxkeeper/services/agent.ts';
+      const key = 'boxkeeper/services/agent/agent.ts';
       files[key] = Buffer.from(
         String(files[key]).replace(
           'start(options: AgentStartOptions = {}): void {',

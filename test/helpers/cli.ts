@@ -16,7 +16,7 @@ import {
   type CloudSim,
   type SimOptions,
 } from '../../fixtures/cloud-sim/server.ts';
-import type { AgentStatus } from '../../services/agent.ts';
+import type { AgentStatus } from '../../services/agent/agent.ts';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI_MAIN = join(REPO, 'cli', 'main.ts');

@@ -11,7 +11,7 @@ import { createLogger } from '../../adapters/logger.ts';
 import { SnapshotRepo } from '../../adapters/snapshot-repo.ts';
 import { freeBytes } from '../../adapters/system.ts';
 import { hashText, nodeTree } from '../../adapters/tree.ts';
-import { SnapshotService } from '../../services/snapshots.ts';
+import { SnapshotService } from '../../services/snapshot/snapshots.ts';
 import { crashMarker, type CrashChildArgs } from './snapshot-crash.ts';
 
 const args = JSON.parse(process.argv[2] ?? '') as CrashChildArgs;

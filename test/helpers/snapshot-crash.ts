@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type { HashPool } from '../../adapters/hash-pool.ts';
 import type { SnapshotRepo } from '../../adapters/snapshot-repo.ts';
 import type { TreeOps } from '../../adapters/tree.ts';
-import type { SnapshotConfig } from '../../services/snapshots.ts';
+import type { SnapshotConfig } from '../../services/snapshot/snapshots.ts';
 
 export const CRASH_CHILD = fileURLToPath(new URL('./snapshot-crash-child.ts', import.meta.url));
 /** tsx's ESM loader, so the child runs the current TypeScript source. */

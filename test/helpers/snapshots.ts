@@ -22,7 +22,7 @@ import {
   SnapshotService,
   type SnapshotConfig,
   type SnapshotDeps,
-} from '../../services/snapshots.ts';
+} from '../../services/snapshot/snapshots.ts';
 
 export interface SnapshotFixture {
   root: string;

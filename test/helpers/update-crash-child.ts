@@ -11,7 +11,7 @@
 import { writeFileAtomic } from '../../adapters/fs-atomic.ts';
 import { nodePatchFs } from '../../adapters/patch-fs.ts';
 import { statePath } from '../../machines/update.machine.ts';
-import type { UpdateEffects } from '../../services/update-engine.ts';
+import type { UpdateEffects } from '../../services/update/update-engine.ts';
 import { loadContext } from '../../cli/context.ts';
 import { openSession } from '../../cli/session.ts';
 import type { UpdateRuntime } from '../../cli/updates.ts';

@@ -15,19 +15,19 @@ import {
   type ListOptions,
   type ProcessControl,
 } from '../../adapters/processes.ts';
-import type { BoxConfig } from '../../services/box-config.ts';
+import type { BoxConfig } from '../../services/agent/box-config.ts';
 import {
   collectHeartbeat,
   HEARTBEAT_KEYS,
   HeartbeatLoop,
   type HeartbeatDeps,
-} from '../../services/heartbeat.ts';
+} from '../../services/agent/heartbeat.ts';
 import {
   freeswitchMatcher,
   javaMatcher,
   ServiceSupervisor,
   type ServiceSpec,
-} from '../../services/supervisor.ts';
+} from '../../services/supervision/supervisor.ts';
 
 const logger = createLogger({ level: 'fatal', console: 'none' }).logger;
 

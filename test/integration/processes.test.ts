@@ -12,7 +12,7 @@ import { createProcessControl, type ProcInfo, type RawProc } from '../../adapter
 
 const nodeProcesses = createProcessControl();
 import { commandLine, listProcfs, parseBootTime, parseProcStat } from '../../adapters/procfs.ts';
-import { freeswitchMatcher, javaMatcher } from '../../services/supervisor.ts';
+import { freeswitchMatcher, javaMatcher } from '../../services/supervision/supervisor.ts';
 
 // What ps-list's win32 parser makes of fastlist output with a trailing empty line.
 const FASTLIST_JUNK: RawProc = {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { chmod, mkdir, readdir, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import type { SnapshotService } from '../../services/snapshots.ts';
+import type { SnapshotService } from '../../services/snapshot/snapshots.ts';
 import {
   crashLabel,
   crashMarker,

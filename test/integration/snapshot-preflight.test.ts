@@ -12,7 +12,7 @@ import { SnapshotRepo } from '../../adapters/snapshot-repo.ts';
 import { createHashPool } from '../../adapters/hash-pool.ts';
 import { freeBytes } from '../../adapters/system.ts';
 import { nodeTree } from '../../adapters/tree.ts';
-import { SnapshotService } from '../../services/snapshots.ts';
+import { SnapshotService } from '../../services/snapshot/snapshots.ts';
 
 const canMount = process.platform === 'linux' && process.getuid?.() === 0;
 

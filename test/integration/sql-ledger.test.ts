@@ -10,7 +10,7 @@ import {
   LEDGER_TABLE,
   listAppliedScripts,
   SqlScriptError,
-} from '../../services/sql-ledger.ts';
+} from '../../services/update/sql-ledger.ts';
 
 const BASE_SCHEMA = `
 CREATE TABLE task (id INTEGER PRIMARY KEY, status INTEGER NOT NULL, name TEXT);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { createLogger } from '../../adapters/logger.ts';
 import { createProcessControl } from '../../adapters/processes.ts';
-import { ServiceSupervisor, type ServiceSpec } from '../../services/supervisor.ts';
+import { ServiceSupervisor, type ServiceSpec } from '../../services/supervision/supervisor.ts';
 
 const nodeProcesses = createProcessControl();
 

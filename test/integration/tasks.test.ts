@@ -9,8 +9,8 @@ import { test, type TestContext } from 'node:test';
 import { createBoxAppClient } from '../../adapters/box-app.ts';
 import { createLogger } from '../../adapters/logger.ts';
 import { sqliteAdapter } from '../../adapters/sqlite.ts';
-import { loadBoxConfig, readAppPort } from '../../services/box-config.ts';
-import { listUnfinishedTasks } from '../../services/tasks.ts';
+import { loadBoxConfig, readAppPort } from '../../services/agent/box-config.ts';
+import { listUnfinishedTasks } from '../../services/update/tasks.ts';
 import { createFixtureBox, type FixtureBox } from '../../fixtures/box/generate.ts';
 
 const logger = createLogger({ level: 'fatal', console: 'none' }).logger;

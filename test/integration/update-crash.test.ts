@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { buildStandinJar } from '../../fixtures/box/generate.ts';
 import { simKeyPair, type Scenario } from '../../fixtures/cloud-sim/server.ts';
-import type { UpdateStatus } from '../../services/update-engine.ts';
+import type { UpdateStatus } from '../../services/update/update-engine.ts';
 import { childEnv, REPO, setupE2E, TSX_LOADER, waitUntil, type E2E } from '../helpers/cli.ts';
 import { appVersion, dbQuery, tempFiles } from '../helpers/update.ts';
 

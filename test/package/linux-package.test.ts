@@ -11,7 +11,7 @@ import { delimiter, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { noRegistry } from '../../adapters/registry.ts';
-import { loadSettings } from '../../services/settings.ts';
+import { loadSettings } from '../../services/agent/settings.ts';
 import {
   REPO,
   servicesRunning,

@@ -1,4 +1,4 @@
-// Property tests of the config editors (services/config-edit.ts): the values set read back,
+// Property tests of the config editors (services/update/config-edit.ts): the values set read back,
 // applying twice equals applying once, and every other line — comments, unknown sections and
 // keys, blank lines — stays byte for byte (line ends included).
 import assert from 'node:assert/strict';
@@ -14,7 +14,7 @@ import {
   REMOTE_CONF_MAPPING,
   setGatewayParams,
   type GatewayParams,
-} from '../../services/config-edit.ts';
+} from '../../services/update/config-edit.ts';
 import {
   asModel,
   iniModel,

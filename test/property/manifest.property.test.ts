@@ -1,4 +1,4 @@
-// Property tests of the signed-patch checks (services/patch-trust.ts): a manifest made by
+// Property tests of the signed-patch checks (services/update/patch-trust.ts): a manifest made by
 // manifestText for any file set passes checkFiles against those files, and any single change —
 // a byte, a size, an extra or missing file, a renamed path — fails; parseManifest refuses
 // anything it cannot use with a PatchTrustError and nothing else; a signature by signManifest
@@ -19,7 +19,7 @@ import {
   SIGNATURE_FILE,
   signManifest,
   type PatchManifest,
-} from '../../services/patch-trust.ts';
+} from '../../services/update/patch-trust.ts';
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 

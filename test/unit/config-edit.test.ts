@@ -12,7 +12,7 @@ import {
   mergeIniText,
   REMOTE_CONF_MAPPING,
   setGatewayParams,
-} from '../../services/config-edit.ts';
+} from '../../services/update/config-edit.ts';
 
 const crlf = (s: string) => s.replace(/\n/g, '\r\n');
 

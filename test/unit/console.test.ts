@@ -2,8 +2,12 @@
 // operator commands, status pushes coalesced.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { AgentStatus } from '../../services/agent.ts';
-import { consoleLogLine, consoleRoutes, type ConsoleAction } from '../../services/console.ts';
+import type { AgentStatus } from '../../services/agent/agent.ts';
+import {
+  consoleLogLine,
+  consoleRoutes,
+  type ConsoleAction,
+} from '../../services/console/console.ts';
 
 test('a log line shows time, level, tags and message, with secret-looking values masked', () => {
   const line = consoleLogLine(

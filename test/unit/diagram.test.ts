@@ -15,7 +15,7 @@ import {
   toDot,
   toMermaid,
   type DiagramFile,
-} from '../../services/diagram.ts';
+} from '../../services/console/diagram.ts';
 import { updateMachine } from '../../machines/update.machine.ts';
 
 const DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'docs', 'diagrams');

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createActor, fromPromise, setup, type AnyActorRef } from 'xstate';
 import { storageErrorOf } from '../../adapters/errors.ts';
-import { DurableStore, type Envelope, type ParkedWrite } from '../../services/durable.ts';
+import { DurableStore, type Envelope, type ParkedWrite } from '../../services/update/durable.ts';
 
 const flow = setup({
   actors: { step: fromPromise<string>(() => Promise.reject(new Error('not provided'))) },

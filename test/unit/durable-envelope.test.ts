@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { assign, createActor, fromPromise, setup } from 'xstate';
 import { nodePatchFs } from '../../adapters/patch-fs.ts';
-import { DurableStore, envelopeText, type Envelope } from '../../services/durable.ts';
-import { writePatchMeta } from '../../services/update-store.ts';
+import { DurableStore, envelopeText, type Envelope } from '../../services/update/durable.ts';
+import { writePatchMeta } from '../../services/update/update-store.ts';
 
 const awkward = [
   'update',

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { assign, createActor, createMachine, fromPromise, setup, type AnyActorRef } from 'xstate';
-import { DurableStore, type Envelope } from '../../services/durable.ts';
+import { DurableStore, type Envelope } from '../../services/update/durable.ts';
 
 interface Disk {
   writes: Envelope[];

@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { UPDATE_EFFECTS } from '../../machines/update.machine.ts';
-import { BoxUpdateEffects } from '../../services/update-effects.ts';
-import type { UpdateEffects } from '../../services/update-engine.ts';
+import { BoxUpdateEffects } from '../../services/update/update-effects.ts';
+import type { UpdateEffects } from '../../services/update/update-engine.ts';
 
 type Confirm = UpdateEffects['confirmSelfUpdate'];
 type Backup = UpdateEffects['backup'];

@@ -7,7 +7,7 @@ import {
   ENTRYPOINT_VERSION_MARKER,
   ENTRYPOINT_VERSION_SLOT,
   hasVersionSlot,
-} from '../../services/switch-over.ts';
+} from '../../services/install/switch-over.ts';
 
 const exe = (slot: Buffer = Buffer.alloc(ENTRYPOINT_VERSION_SLOT)) =>
   Buffer.concat([

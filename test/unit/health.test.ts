@@ -1,8 +1,8 @@
 // assessHealth: the one rule behind `boxkeeper health` and GET /healthz.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { AgentStatus } from '../../services/agent.ts';
-import { assessHealth } from '../../services/health.ts';
+import type { AgentStatus } from '../../services/agent/agent.ts';
+import { assessHealth } from '../../services/agent/health.ts';
 
 const now = Date.parse('2026-12-06T12:00:00Z');
 const ago = (s: number) => new Date(now - s * 1000).toISOString();

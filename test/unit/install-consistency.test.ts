@@ -2,7 +2,7 @@
 // fine: it is reported as needing attention (the switch-over's backup-less finish excepted).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { installProblems } from '../../services/install-consistency.ts';
+import { installProblems } from '../../services/update/install-consistency.ts';
 
 const v18 = [{ versionCode: 'c18', versionNum: 'V1.8' }];
 

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { parseLegacyPatchMeta } from '../../services/legacy-meta.ts';
+import { parseLegacyPatchMeta } from '../../services/update/legacy-meta.ts';
 
 // The example of §4 of the reference, byte for byte as the Python tool writes it.
 const PYTHON_META =

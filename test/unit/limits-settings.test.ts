@@ -6,7 +6,7 @@ import { DEFAULT_CLOUD_LIMITS } from '../../adapters/cloud-client.ts';
 import { ConfigError } from '../../adapters/errors.ts';
 import { noRegistry } from '../../adapters/registry.ts';
 import { DEFAULT_ZIP_LIMITS } from '../../adapters/zip.ts';
-import { loadSettings } from '../../services/settings.ts';
+import { loadSettings } from '../../services/agent/settings.ts';
 
 const BASE = `[general]
 host_addr=http://127.0.0.1:9

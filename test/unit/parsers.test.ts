@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseShowCalls, parseSofiaStatus, registrationCode } from '../../adapters/freeswitch.ts';
 import { defaultRouteAddressWindows, defaultRouteInterface } from '../../adapters/system.ts';
-import { formatGigabytes } from '../../services/heartbeat.ts';
+import { formatGigabytes } from '../../services/agent/heartbeat.ts';
 
 const SOFIA = [
   '                     Name\t   Type\t                                       Data\tState',

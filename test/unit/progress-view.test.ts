@@ -4,7 +4,7 @@ import { PassThrough } from 'node:stream';
 import { stripVTControlCharacters } from 'node:util';
 import { test } from 'node:test';
 import { progressView } from '../../cli/progress.ts';
-import type { UpdateStatus } from '../../services/update-status.ts';
+import type { UpdateStatus } from '../../services/update/update-status.ts';
 
 function status(state: string, bytes?: number): UpdateStatus {
   return {

@@ -1,5 +1,5 @@
 // The service definitions: the systemd unit (checked by the real `systemd-analyze verify`) and
-// the WinSW XML, as services/service-definitions.ts renders them.
+// the WinSW XML, as services/install/service-definitions.ts renders them.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -13,7 +13,7 @@ import {
   renderSystemdUnit,
   renderWinswXml,
   systemdWord,
-} from '../../services/service-definitions.ts';
+} from '../../services/install/service-definitions.ts';
 
 const ANALYZE = '/usr/bin/systemd-analyze';
 

@@ -4,13 +4,13 @@ import { test } from 'node:test';
 import { ConfigError } from '../../adapters/errors.ts';
 import { decodeConfigText, parseIni } from '../../adapters/ini.ts';
 import { noRegistry, parseRegQuery, type Registry } from '../../adapters/registry.ts';
-import { resolveBoxPath } from '../../services/box-paths.ts';
+import { resolveBoxPath } from '../../services/agent/box-paths.ts';
 import {
   loadSettings,
   locateSettings,
   REGISTRY_KEY,
   REGISTRY_VALUE,
-} from '../../services/settings.ts';
+} from '../../services/agent/settings.ts';
 
 const legacyFile = new URL('../../fixtures/legacy-settings.ini', import.meta.url);
 
@@ -253,7 +253,7 @@ test('reg query output is parsed for the value', () => {
 });
 
 test('docs/settings.md documents every key the agent reads', async () => {
-  const { FIELDS } = await import('../../services/settings.ts');
+  const { FIELDS } = await import('../../services/agent/settings.ts');
   const doc = await readFile(new URL('../../docs/settings.md', import.meta.url), 'utf8');
   const missing = FIELDS.filter((f) => !new RegExp(`\\|\\s*\`${f.key}\`\\s*\\|`).test(doc)).map(
     (f) => `[${f.section}] ${f.key}`,

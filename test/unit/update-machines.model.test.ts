@@ -47,7 +47,7 @@ import {
   type UpdateInput,
   type UpdatePolicy,
 } from '../../machines/update.machine.ts';
-import { resumeProblems, type PersistedSnapshot } from '../../services/update-store.ts';
+import { resumeProblems, type PersistedSnapshot } from '../../services/update/update-store.ts';
 
 // ---- fake effects: one deferred per invocation --------------------------------------------
 

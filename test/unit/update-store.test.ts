@@ -9,7 +9,7 @@ import { describe, test, type TestContext } from 'node:test';
 import { createActor, fromPromise, type PromiseActorLogic } from 'xstate';
 import { nodePatchFs } from '../../adapters/patch-fs.ts';
 import { statePath, withEffects, type UpdatePolicy } from '../../machines/update.machine.ts';
-import { DurableStore, type Envelope } from '../../services/durable.ts';
+import { DurableStore, type Envelope } from '../../services/update/durable.ts';
 import {
   loadPatchMeta,
   MACHINE_ID,
@@ -19,7 +19,7 @@ import {
   type MetaFiles,
   type PersistedSnapshot,
   writePatchMeta,
-} from '../../services/update-store.ts';
+} from '../../services/update/update-store.ts';
 
 const POLICY: UpdatePolicy = {
   checkIntervalMs: 60_000,

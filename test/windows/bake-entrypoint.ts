@@ -1,8 +1,8 @@
 // Bakes a patch version into a copy of entrypoint.exe, as `boxkeeper patch pack --switch-over`
-// does (services/switch-over.ts); for launcher-check.mjs.
+// does (services/install/switch-over.ts); for launcher-check.mjs.
 // Usage: tsx test/windows/bake-entrypoint.ts <entrypoint.exe> <version> <out.exe>
 import { readFileSync, writeFileSync } from 'node:fs';
-import { bakeEntrypoint } from '../../services/switch-over.ts';
+import { bakeEntrypoint } from '../../services/install/switch-over.ts';
 
 const [from, version, to] = process.argv.slice(2);
 if (from === undefined || version === undefined || to === undefined) {

@@ -2,7 +2,7 @@
 // packaging/win/build.sh. The launcher passes arguments through unchanged (MSVCRT quoting) and
 // forwards the exit code; the stand-in shim runs <its name>.mjs, and the shim and its node child
 // end together (Job object), whichever is killed; the switch-over entrypoint.exe (a copy with a
-// version baked in by services/switch-over.ts bakeEntrypoint) honours the launcher contract of
+// version baked in by services/install/switch-over.ts bakeEntrypoint) honours the launcher contract of
 // docs/install.md: package search order, switch-over --from-patch <V>, CWD and exit code.
 // Usage: node launcher-check.mjs <launcher.exe> <standin.exe> <work dir> [<baked entrypoint.exe>
 //        <its version> <unbaked entrypoint.exe>]

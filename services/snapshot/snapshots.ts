@@ -2,18 +2,18 @@
 // content-addressed store): commit, list, diff, rollback, delete, prune with retention,
 // verify and repair. Work is proportional to what changed: a stat cache tells which files
 // must be re-read, and a rollback touches only files that differ from the target.
-import { BoxkeeperError } from '../adapters/errors.ts';
-import type { Logger } from '../adapters/logger.ts';
+import { BoxkeeperError } from '../../adapters/errors.ts';
+import type { Logger } from '../../adapters/logger.ts';
 import {
   type Manifest,
   type ManifestEntry,
   type RefInfo,
   type SnapshotRepo,
   type StatCache,
-} from '../adapters/snapshot-repo.ts';
-import type { HashPool } from '../adapters/hash-pool.ts';
-import { putStamp, STAMP_FIELDS, stampMatches } from '../adapters/stamps.ts';
-import type { TreeOps, WalkResult } from '../adapters/tree.ts';
+} from '../../adapters/snapshot-repo.ts';
+import type { HashPool } from '../../adapters/hash-pool.ts';
+import { putStamp, STAMP_FIELDS, stampMatches } from '../../adapters/stamps.ts';
+import type { TreeOps, WalkResult } from '../../adapters/tree.ts';
 
 export class SnapshotError extends BoxkeeperError {
   constructor(message: string) {

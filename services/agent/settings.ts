@@ -1,6 +1,6 @@
 // settings.ini: the agent's own settings, read unchanged from the Python tool's file.
 // Every problem is collected (file, section, key, line, what was expected) and reported at once.
-import { ConfigError, type ConfigProblem } from '../adapters/errors.ts';
+import { ConfigError, type ConfigProblem } from '../../adapters/errors.ts';
 import {
   decodeConfigText,
   editDistance,
@@ -9,10 +9,10 @@ import {
   parseIni,
   quoted,
   type IniDocument,
-} from '../adapters/ini.ts';
-import type { Registry } from '../adapters/registry.ts';
+} from '../../adapters/ini.ts';
+import type { Registry } from '../../adapters/registry.ts';
 import { isAbsoluteFor, normalizeAbsolute, resolveBoxPath } from './box-paths.ts';
-import { parsePublicKeys } from './patch-trust.ts';
+import { parsePublicKeys } from '../update/patch-trust.ts';
 
 export const ENVIRONMENTS = ['local', 'dev', 'sit', 'uat', 'ymt', 'prod'] as const;
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'fatal';

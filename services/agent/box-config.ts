@@ -1,9 +1,9 @@
 // The box's own configuration: conf/configuration.ini (shared with the box app) and the
 // Spring Boot application.yml (only server.port is read here).
 import { parse as parseYaml } from 'yaml';
-import type { BoxAppApi } from '../adapters/box-app.ts';
-import { ConfigError, formatProblem, type ConfigProblem } from '../adapters/errors.ts';
-import { decodeConfigText, findEntry, findSection, parseIni } from '../adapters/ini.ts';
+import type { BoxAppApi } from '../../adapters/box-app.ts';
+import { ConfigError, formatProblem, type ConfigProblem } from '../../adapters/errors.ts';
+import { decodeConfigText, findEntry, findSection, parseIni } from '../../adapters/ini.ts';
 
 export interface BoxConfig {
   file: string;

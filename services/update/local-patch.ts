@@ -4,8 +4,8 @@
 // MD5), admits it (signature rules of docs/security.md) and installs it with the usual backup,
 // health gate and rollback.
 import { join } from 'node:path';
-import type { PatchFs } from '../adapters/patch-fs.ts';
-import type { PatchInfo } from '../machines/patch.machine.ts';
+import type { PatchFs } from '../../adapters/patch-fs.ts';
+import type { PatchInfo } from '../../machines/patch.machine.ts';
 import { MANIFEST_FILE, parseManifest, PatchTrustError } from './patch-trust.ts';
 
 export interface LocalPatchDeps {

@@ -5,17 +5,17 @@
 // does not, it restores the old install, records SELF_UPDATE.FAILED (the update is rolled
 // back) and starts the old agent. docs/lifecycle.md tells the whole story.
 import { join } from 'node:path';
-import type { AgentInstalls } from '../adapters/agent-install.ts';
-import { BoxkeeperError, errorMessage } from '../adapters/errors.ts';
-import type { InstanceLock } from '../adapters/instance-lock.ts';
-import type { Logger } from '../adapters/logger.ts';
-import type { PatchFs } from '../adapters/patch-fs.ts';
-import type { ProcessControl } from '../adapters/processes.ts';
-import type { ServiceManager } from '../adapters/service-manager.ts';
-import type { UpdatePolicy } from '../machines/update.machine.ts';
-import type { AgentStatus } from './agent.ts';
-import { fileStamp, lockPath, selfUpdatePath, statusPath } from './agent-files.ts';
-import type { Settings } from './settings.ts';
+import type { AgentInstalls } from '../../adapters/agent-install.ts';
+import { BoxkeeperError, errorMessage } from '../../adapters/errors.ts';
+import type { InstanceLock } from '../../adapters/instance-lock.ts';
+import type { Logger } from '../../adapters/logger.ts';
+import type { PatchFs } from '../../adapters/patch-fs.ts';
+import type { ProcessControl } from '../../adapters/processes.ts';
+import type { ServiceManager } from '../../adapters/service-manager.ts';
+import type { UpdatePolicy } from '../../machines/update.machine.ts';
+import type { AgentStatus } from '../agent/agent.ts';
+import { fileStamp, lockPath, selfUpdatePath, statusPath } from '../agent/agent-files.ts';
+import type { Settings } from '../agent/settings.ts';
 import type { SelfUpdater } from './update-effects.ts';
 import { recordEvent } from './update-engine.ts';
 

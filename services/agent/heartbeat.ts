@@ -1,11 +1,15 @@
 // The heartbeat: 13 items in the original order and types (§2 of the reference), sent on a
 // fixed-rate timer that shares no lock with updates, so it keeps beating while they run.
-import type { CloudApi, HeartbeatItem } from '../adapters/cloud-client.ts';
-import { errorMessage } from '../adapters/errors.ts';
-import { parseSofiaStatus, registrationCode, type FreeswitchCli } from '../adapters/freeswitch.ts';
-import type { Logger } from '../adapters/logger.ts';
-import type { ProcessControl, ProcInfo } from '../adapters/processes.ts';
-import type { SystemInfo } from '../adapters/system.ts';
+import type { CloudApi, HeartbeatItem } from '../../adapters/cloud-client.ts';
+import { errorMessage } from '../../adapters/errors.ts';
+import {
+  parseSofiaStatus,
+  registrationCode,
+  type FreeswitchCli,
+} from '../../adapters/freeswitch.ts';
+import type { Logger } from '../../adapters/logger.ts';
+import type { ProcessControl, ProcInfo } from '../../adapters/processes.ts';
+import type { SystemInfo } from '../../adapters/system.ts';
 import type { BoxConfig } from './box-config.ts';
 
 export const HEARTBEAT_KEYS = [

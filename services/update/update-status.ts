@@ -1,8 +1,8 @@
 // The update cycle's status as `boxkeeper status`, the control channel and status.json show
 // it, computed from a persisted snapshot. Free of XState so that `status` loads fast.
-import { PHASE, patchStatusOf, phaseOf, statePath } from '../machines/phases.ts';
-import type { PatchStatusName, PhaseName } from '../machines/phases.ts';
-import type { TaskNo, UpdatePolicy } from '../machines/update.machine.ts';
+import { PHASE, patchStatusOf, phaseOf, statePath } from '../../machines/phases.ts';
+import type { PatchStatusName, PhaseName } from '../../machines/phases.ts';
+import type { TaskNo, UpdatePolicy } from '../../machines/update.machine.ts';
 
 export interface UpdateVersionStatus {
   versionNum: string;

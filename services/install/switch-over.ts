@@ -3,12 +3,12 @@
 // idempotent "ensure" steps `boxkeeper switch-over` runs (find the box's settings.ini, install
 // the package under <manager_dir>/boxkeeper, verified against its MANIFEST.json).
 import { dirname, join } from 'node:path';
-import type { Logger } from '../adapters/logger.ts';
-import type { PackageTree } from '../adapters/package-tree.ts';
-import type { Registry } from '../adapters/registry.ts';
-import { resolveBoxPath } from './box-paths.ts';
-import { REGISTRY_KEY, REGISTRY_VALUE } from './settings.ts';
-import { fileStamp } from './agent-files.ts';
+import type { Logger } from '../../adapters/logger.ts';
+import type { PackageTree } from '../../adapters/package-tree.ts';
+import type { Registry } from '../../adapters/registry.ts';
+import { resolveBoxPath } from '../agent/box-paths.ts';
+import { REGISTRY_KEY, REGISTRY_VALUE } from '../agent/settings.ts';
+import { fileStamp } from '../agent/agent-files.ts';
 
 /** Where the package sits inside the switch-over patch (and so in <patch>/<V>/). */
 export const PATCH_PACKAGE_DIR = 'boxkeeper-package';

@@ -6,8 +6,8 @@
 // are committed, or nothing is; and a script whose row exists is skipped. As the ledger lives in
 // the database itself, restoring the data dir from a backup also restores which scripts ran.
 import { createHash } from 'node:crypto';
-import { BoxkeeperError, errorMessage } from '../adapters/errors.ts';
-import type { Database, SqliteAdapter } from '../adapters/sqlite.ts';
+import { BoxkeeperError, errorMessage } from '../../adapters/errors.ts';
+import type { Database, SqliteAdapter } from '../../adapters/sqlite.ts';
 
 export const LEDGER_TABLE = 'boxkeeper_sql_ledger';
 

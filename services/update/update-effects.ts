@@ -5,17 +5,17 @@
 // `icb-box.jar`, `application.yml`, `start.exe`, `self_updater.exe`, a partial `settings.ini`,
 // `entrypoint.exe` or `boxkeeper/` (a new agent build).
 import { basename, extname, join } from 'node:path';
-import type { CloudApi, DownloadProgress, TaskOp } from '../adapters/cloud-client.ts';
-import { errorMessage } from '../adapters/errors.ts';
-import type { FreeswitchCli } from '../adapters/freeswitch.ts';
-import { parseShowCalls } from '../adapters/freeswitch.ts';
-import { decodeConfigText } from '../adapters/ini.ts';
-import type { Logger } from '../adapters/logger.ts';
-import type { PatchFs } from '../adapters/patch-fs.ts';
-import type { SqliteAdapter } from '../adapters/sqlite.ts';
-import type { PatchEffectInput } from '../machines/patch.machine.ts';
-import type { TaskNo } from '../machines/update.machine.ts';
-import { loadBoxConfig } from './box-config.ts';
+import type { CloudApi, DownloadProgress, TaskOp } from '../../adapters/cloud-client.ts';
+import { errorMessage } from '../../adapters/errors.ts';
+import type { FreeswitchCli } from '../../adapters/freeswitch.ts';
+import { parseShowCalls } from '../../adapters/freeswitch.ts';
+import { decodeConfigText } from '../../adapters/ini.ts';
+import type { Logger } from '../../adapters/logger.ts';
+import type { PatchFs } from '../../adapters/patch-fs.ts';
+import type { SqliteAdapter } from '../../adapters/sqlite.ts';
+import type { PatchEffectInput } from '../../machines/patch.machine.ts';
+import type { TaskNo } from '../../machines/update.machine.ts';
+import { loadBoxConfig } from '../agent/box-config.ts';
 import {
   appYmlValues,
   applyRemoteConfig,
@@ -24,8 +24,8 @@ import {
   mergeIniText,
   setGatewayParams,
 } from './config-edit.ts';
-import type { Settings } from './settings.ts';
-import type { SnapshotService } from './snapshots.ts';
+import type { Settings } from '../agent/settings.ts';
+import type { SnapshotService } from '../snapshot/snapshots.ts';
 import {
   checkFiles,
   checkManifest,
@@ -38,7 +38,7 @@ import {
 } from './patch-trust.ts';
 import { applySqlScript } from './sql-ledger.ts';
 import type { UpdateEffects } from './update-engine.ts';
-import { installMarkerPath, patchCounterPath } from './agent-files.ts';
+import { installMarkerPath, patchCounterPath } from '../agent/agent-files.ts';
 
 /** Start/stop of the box services as the installer needs them (the supervisors implement it). */
 export interface ServiceControl {

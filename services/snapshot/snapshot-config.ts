@@ -2,8 +2,8 @@
 // settings.ini, which an operator may then edit.
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
-import { ConfigError } from '../adapters/errors.ts';
-import type { Settings } from './settings.ts';
+import { ConfigError } from '../../adapters/errors.ts';
+import type { Settings } from '../agent/settings.ts';
 import type { SnapshotConfig } from './snapshots.ts';
 
 const schema = z.object({

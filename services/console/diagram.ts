@@ -18,14 +18,14 @@
 // the events of a state sorted (always, done, error, after, then named events alphabetically);
 // the candidates of one event in their declared order, which is their priority.
 import type { AnyStateMachine } from 'xstate';
-import { patchMachine, patchStatusOf } from '../machines/patch.machine.ts';
-import { serviceMachine } from '../machines/service.machine.ts';
+import { patchMachine, patchStatusOf } from '../../machines/patch.machine.ts';
+import { serviceMachine } from '../../machines/service.machine.ts';
 import {
   phaseOf,
   tagsOfValue,
   updateMachine,
   type VersionEntry,
-} from '../machines/update.machine.ts';
+} from '../../machines/update.machine.ts';
 
 // ---- the parts of XState's state nodes the pictures read -----------------------------------
 

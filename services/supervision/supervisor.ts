@@ -1,11 +1,11 @@
 // Runs one supervision machine per box service and implements its effects with the adapters.
 import { join } from 'node:path';
 import { createActor, fromPromise, type Actor } from 'xstate';
-import type { BoxAppApi } from '../adapters/box-app.ts';
-import { errorMessage, ServiceError } from '../adapters/errors.ts';
-import type { FreeswitchCli } from '../adapters/freeswitch.ts';
-import type { Logger } from '../adapters/logger.ts';
-import type { ProcessControl, ProcInfo } from '../adapters/processes.ts';
+import type { BoxAppApi } from '../../adapters/box-app.ts';
+import { errorMessage, ServiceError } from '../../adapters/errors.ts';
+import type { FreeswitchCli } from '../../adapters/freeswitch.ts';
+import type { Logger } from '../../adapters/logger.ts';
+import type { ProcessControl, ProcInfo } from '../../adapters/processes.ts';
 import {
   serviceMachine,
   serviceStatus,
@@ -14,8 +14,8 @@ import {
   type ServiceName,
   type StartOutput,
   type SupervisionPolicy,
-} from '../machines/service.machine.ts';
-import { executableName } from './box-paths.ts';
+} from '../../machines/service.machine.ts';
+import { executableName } from '../agent/box-paths.ts';
 
 /** What a service looks like from outside: how to find, start, probe and stop it. */
 export interface ServiceSpec {

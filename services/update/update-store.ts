@@ -1,23 +1,23 @@
 // patch.meta: where the update statecharts live between runs. boxkeeper writes an envelope
-// { format, machineId, machineVersion, seq, savedAt, snapshot } (services/durable.ts). On start
+// { format, machineId, machineVersion, seq, savedAt, snapshot } (services/update/durable.ts). On start
 // the file is loaded, migrated, validated, and only then restored; a file that fails is set
 // aside under a new name and the machine starts in `reconciling`. A patch.meta the Python tool
 // wrote is imported (phase and per-version statuses); the older fork's format is set aside.
 import { basename, dirname, join } from 'node:path';
 import { createActor, type AnyStateMachine } from 'xstate';
 import { z } from 'zod';
-import type { PatchFs } from '../adapters/patch-fs.ts';
-import { patchMachine, PATCH_MACHINE_VERSION } from '../machines/patch.machine.ts';
+import type { PatchFs } from '../../adapters/patch-fs.ts';
+import { patchMachine, PATCH_MACHINE_VERSION } from '../../machines/patch.machine.ts';
 import {
   updateMachine,
   UPDATE_MACHINE_VERSION,
   type UpdateInput,
   type UpdatePolicy,
-} from '../machines/update.machine.ts';
+} from '../../machines/update.machine.ts';
 import type { Envelope } from './durable.ts';
 import { installProblems } from './install-consistency.ts';
 import { parseLegacyPatchMeta } from './legacy-meta.ts';
-import { fileStamp } from './agent-files.ts';
+import { fileStamp } from '../agent/agent-files.ts';
 
 export const META_FORMAT = 1;
 const MAX_META_BYTES = 16 * 1024 ** 2;

@@ -1,4 +1,4 @@
-// Runs the update statecharts: loads patch.meta (services/update-store.ts), provides the
+// Runs the update statecharts: loads patch.meta (services/update/update-store.ts), provides the
 // effects, and persists every change through the DurableStore before any effect may act
 // (persist, gate, act). Also writes the NDJSON transition trace and answers status queries and
 // operator events (which the machine serialises: one job at a time).
@@ -16,11 +16,11 @@ import {
   errorMessage,
   isDiskFull,
   storageErrorOf,
-} from '../adapters/errors.ts';
-import type { DownloadProgress } from '../adapters/cloud-client.ts';
-import type { Logger } from '../adapters/logger.ts';
-import { maskSecrets } from '../adapters/secrets.ts';
-import type { Timed } from '../machines/patch.machine.ts';
+} from '../../adapters/errors.ts';
+import type { DownloadProgress } from '../../adapters/cloud-client.ts';
+import type { Logger } from '../../adapters/logger.ts';
+import { maskSecrets } from '../../adapters/secrets.ts';
+import type { Timed } from '../../machines/patch.machine.ts';
 import {
   statePath,
   tagsOfValue,
@@ -28,7 +28,7 @@ import {
   type UpdateEffectContract,
   type UpdateEvent,
   type UpdatePolicy,
-} from '../machines/update.machine.ts';
+} from '../../machines/update.machine.ts';
 import { DurableStore, type ParkedWrite } from './durable.ts';
 import {
   loadPatchMeta,
@@ -62,7 +62,7 @@ export { describe, type UpdateStatus };
 
 /**
  * What each effect does, as the machines declare it (machines/update.machine.ts derives the
- * contract from their actors); services/update-effects.ts implements them against the box.
+ * contract from their actors); services/update/update-effects.ts implements them against the box.
  */
 export type UpdateEffects = UpdateEffectContract;
 

@@ -3,9 +3,9 @@
 // as it changes, at most a few times a second; recent log lines follow with secrets masked; the
 // update statechart is drawn from the machine definition, and the page lights the current
 // state. Actions are the operator commands, through the same handler as the control channel.
-import type { ConsoleAnswer, ConsoleRoutes } from '../adapters/console-server.ts';
-import { maskSecrets } from '../adapters/secrets.ts';
-import type { AgentStatus } from './agent.ts';
+import type { ConsoleAnswer, ConsoleRoutes } from '../../adapters/console-server.ts';
+import { maskSecrets } from '../../adapters/secrets.ts';
+import type { AgentStatus } from '../agent/agent.ts';
 import { CONSOLE_CSS, CONSOLE_HTML, CONSOLE_JS } from './console-page.ts';
 
 /** The operator actions the page offers, as control-channel command names. */

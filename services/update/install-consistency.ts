@@ -3,7 +3,7 @@
 // install that may never have happened. Such a state is not resumed (update-store sets the
 // file aside and reconciles from the box) and says that the box needs attention (the words
 // the update machine looks for to keep it in lastResult).
-import { ATTENTION, statePath, tagsOfValue } from '../machines/update.machine.ts';
+import { ATTENTION, statePath, tagsOfValue } from '../../machines/update.machine.ts';
 
 interface InstallContext {
   job?: unknown;

@@ -1,11 +1,11 @@
 // Which call tasks are running on the box, asked of the box app, with the box database as the
 // fallback. The Python tool fell back only on HTTP 404 and otherwise paused nothing (W-RACE-4);
 // here any failure of the app falls back to the database, and only if both fail is it an error.
-import type { BoxAppApi } from '../adapters/box-app.ts';
-import type { TaskNo } from '../adapters/cloud-client.ts';
-import { errorMessage } from '../adapters/errors.ts';
-import type { Logger } from '../adapters/logger.ts';
-import type { SqliteAdapter } from '../adapters/sqlite.ts';
+import type { BoxAppApi } from '../../adapters/box-app.ts';
+import type { TaskNo } from '../../adapters/cloud-client.ts';
+import { errorMessage } from '../../adapters/errors.ts';
+import type { Logger } from '../../adapters/logger.ts';
+import type { SqliteAdapter } from '../../adapters/sqlite.ts';
 
 /** Statuses of the `task` table that mean "not finished" (§10 of the reference). */
 export const ONGOING_STATUSES = [1, 2, 5] as const;

@@ -1,7 +1,7 @@
 // The application.yml editor: the keys boxkeeper keeps in line with configuration.ini.
 import { Document, isCollection, isMap, isScalar, parseDocument, Scalar } from 'yaml';
-import { ConfigError, type ConfigProblem } from '../../adapters/errors.ts';
-import { findEntry, findSection, parseIni } from '../../adapters/ini.ts';
+import { ConfigError, type ConfigProblem } from '../../../adapters/errors.ts';
+import { findEntry, findSection, parseIni } from '../../../adapters/ini.ts';
 import { dbFileNameProblem } from './ini.ts';
 
 // ---------------------------------------------------------------------------------------------

@@ -2,26 +2,26 @@
 // `boxkeeper status`. Heartbeats and supervision run independently of each other and of any
 // update work (no shared lock: §13 W-LOCK-1/2).
 import { join } from 'node:path';
-import type { BoxAppApi } from '../adapters/box-app.ts';
-import type { CloudApi } from '../adapters/cloud-client.ts';
-import { describeStorageError, errorMessage, ServiceError } from '../adapters/errors.ts';
-import type { Files } from '../adapters/files.ts';
-import type { FreeswitchCli } from '../adapters/freeswitch.ts';
-import type { Logger } from '../adapters/logger.ts';
-import type { ProcessControl } from '../adapters/processes.ts';
-import type { SystemInfo } from '../adapters/system.ts';
-import type { UpdateEngine, UpdateStatus } from './update-engine.ts';
-import type { ServiceControl } from './update-effects.ts';
+import type { BoxAppApi } from '../../adapters/box-app.ts';
+import type { CloudApi } from '../../adapters/cloud-client.ts';
+import { describeStorageError, errorMessage, ServiceError } from '../../adapters/errors.ts';
+import type { Files } from '../../adapters/files.ts';
+import type { FreeswitchCli } from '../../adapters/freeswitch.ts';
+import type { Logger } from '../../adapters/logger.ts';
+import type { ProcessControl } from '../../adapters/processes.ts';
+import type { SystemInfo } from '../../adapters/system.ts';
+import type { UpdateEngine, UpdateStatus } from '../update/update-engine.ts';
+import type { ServiceControl } from '../update/update-effects.ts';
 import { appConfigProblem, loadBoxConfig, type BoxConfig } from './box-config.ts';
 import { HeartbeatLoop, type HeartbeatOutcome } from './heartbeat.ts';
-import type { EnvCapture } from '../adapters/script-env.ts';
+import type { EnvCapture } from '../../adapters/script-env.ts';
 import type { Settings } from './settings.ts';
 import {
   freeswitchService,
   javaService,
   ServiceSupervisor,
   type ServiceState,
-} from './supervisor.ts';
+} from '../supervision/supervisor.ts';
 import { statusPath } from './agent-files.ts';
 
 export { statusPath };

@@ -2,7 +2,7 @@
 // agent reads, in FIELDS order, each with the meaning docs/settings.md gives it. Required keys
 // carry working values (the Python tool's template, with paths for the target OS); keys with a
 // default are written commented out at that default, so a later agent's defaults still apply.
-import { FIELDS } from './settings.ts';
+import { FIELDS } from '../agent/settings.ts';
 
 /** `section.key` → the meaning column of docs/settings.md's tables. */
 export function settingsDocs(markdown: string): Map<string, string> {

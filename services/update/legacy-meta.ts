@@ -7,7 +7,7 @@ import {
   patchStatusName,
   type PatchStatusName,
   type PhaseName,
-} from '../machines/phases.ts';
+} from '../../machines/phases.ts';
 
 export interface LegacyPatch {
   versionCode: string;

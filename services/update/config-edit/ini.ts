@@ -1,6 +1,6 @@
 // The INI editor: settings.ini and configuration.ini (and the cloud's config map applied to it).
-import { ConfigError, type ConfigProblem } from '../../adapters/errors.ts';
-import { findEntry, findSection, parseIni, scanIniLines } from '../../adapters/ini.ts';
+import { ConfigError, type ConfigProblem } from '../../../adapters/errors.ts';
+import { findEntry, findSection, parseIni, scanIniLines } from '../../../adapters/ini.ts';
 import { splitText, joinText, type SplitText, type Line } from './text.ts';
 
 // ---------------------------------------------------------------------------------------------

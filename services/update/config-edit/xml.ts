@@ -1,6 +1,6 @@
 // The FreeSWITCH gateway XML editor: a gateway's username, realm and password, in place.
-import { ConfigError } from '../../adapters/errors.ts';
-import { findSection, parseIni } from '../../adapters/ini.ts';
+import { ConfigError } from '../../../adapters/errors.ts';
+import { findSection, parseIni } from '../../../adapters/ini.ts';
 
 // ---------------------------------------------------------------------------------------------
 // FreeSWITCH gateway XMLs (§5.4)
