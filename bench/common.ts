@@ -47,7 +47,13 @@ export async function caseCommand(
   entry: string,
   opts: { runner: string; profile: boolean; profileDir: string; bundlePackages?: boolean },
 ): Promise<string[]> {
-  const prof = opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : [];
+  // NODE_FLAGS: V8/Node flags for the measured process only (NODE_OPTIONS would reach the
+  // driver too, and refuses most V8 flags), e.g. "--optimize-for-size".
+  const flags = (process.env.NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
+  const prof = [
+    ...flags,
+    ...(opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${opts.profileDir}`] : []),
+  ];
   if (opts.runner === 'tsx') return [...prof, '--import', 'tsx', entry];
   // Under node_modules, so that the external packages resolve (and lint does not see it).
   const name = (entry.split(/[\\/]/).pop() ?? entry).replace(/\.ts$/, '.mjs');
