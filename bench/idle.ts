@@ -10,7 +10,9 @@
 //
 // Environment: BEATS (default 2000; 0: run for DURATION_S), HEARTBEAT_MS (default 50),
 // DURATION_S (upper bound, default 3600), SAMPLE_MS (default 1000), NODE_FLAGS (flags for the
-// agent's node, e.g. "--max-semi-space-size=1"), TARGET (build | package;
+// agent's node, e.g. "--max-semi-space-size=1"; for the package they, and HEAP_SNAPSHOT_AT,
+// replace its launcher's),
+// TARGET (build | package;
 // the package from release/…-linux-x64.tar.gz, or PACKAGE=folder), HEAP_SNAPSHOT_AT (beat counts,
 // e.g. "300,3000": the agent writes a V8 heap snapshot at each into bench/results/, to compare in
 // Chrome DevTools' Memory tab or with bench/heap-diff.ts).
@@ -67,10 +69,16 @@ async function probe(pid: number): Promise<Omit<Sample, 't' | 'beats'>> {
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
 async function launcher(scratch: string): Promise<string[]> {
+  const flags = [
+    ...NODE_FLAGS,
+    ...(HEAP_SNAPSHOT_AT.length > 0
+      ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${RESULTS_DIR}`]
+      : []),
+  ];
   if (TARGET === 'build') {
     const main = join(ROOT, 'dist', 'cli', 'main.js');
     if (!existsSync(main)) throw new Error(`${main} is missing: run "npm run build" first`);
-    return [process.execPath, ...NODE_FLAGS, main];
+    return [process.execPath, ...flags, main];
   }
   if (TARGET !== 'package') throw new Error(`TARGET: expected build or package, got ${TARGET}`);
   let pkg = process.env.PACKAGE;
@@ -82,8 +90,10 @@ async function launcher(scratch: string): Promise<string[]> {
     await promisify(execFile)('tar', ['-xzf', archive, '-C', scratch]);
     pkg = join(scratch, `boxkeeper-${version}-linux-x64`);
   }
-  // The runtime directly (not the sh launcher), so the pid sampled is the agent's.
-  return [join(pkg, 'runtime', 'node'), ...NODE_FLAGS, join(pkg, 'lib', 'boxkeeper.mjs')];
+  // The package's launcher, as a service runs it (it execs the runtime: the pid sampled is the
+  // agent's). NODE_FLAGS replace the launcher's flags: the runtime is then started directly.
+  if (flags.length === 0) return [join(pkg, 'bin', 'boxkeeper')];
+  return [join(pkg, 'runtime', 'node'), ...flags, join(pkg, 'lib', 'boxkeeper.mjs')];
 }
 
 async function main(): Promise<void> {
@@ -95,11 +105,8 @@ async function main(): Promise<void> {
       hostAddr: sim.url,
       heartbeatSec: HEARTBEAT_MS / 1000,
     });
+    if (HEAP_SNAPSHOT_AT.length > 0) await mkdir(RESULTS_DIR, { recursive: true });
     const [cmd, ...pre] = await launcher(scratch);
-    if (HEAP_SNAPSHOT_AT.length > 0) {
-      await mkdir(RESULTS_DIR, { recursive: true });
-      pre.unshift('--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${RESULTS_DIR}`);
-    }
     const snapshotsDue = [...HEAP_SNAPSHOT_AT];
     const agent = spawn(cmd as string, [...pre, 'run', '--settings', box.settingsPath], {
       stdio: ['ignore', 'ignore', 'inherit'],

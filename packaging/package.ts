@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ZipFile } from 'yazl';
 import { renderSettingsTemplate, settingsDocs } from '../services/install/settings-template.ts';
+import { PACKAGE_NODE_FLAGS } from '../adapters/agent-install.ts';
 import { bundleAgent } from './bundle.ts';
 
 const run = promisify(execFile);
@@ -62,7 +63,7 @@ self=$0
 if command -v readlink >/dev/null 2>&1; then self=$(readlink -f -- "$0"); fi
 case $self in */*) dir=\${self%/*} ;; *) dir=. ;; esac
 root=$(cd -- "$dir/.." && pwd -P) || exit 1
-exec "$root/runtime/node" "$root/lib/boxkeeper.mjs" "$@"
+exec "$root/runtime/node" ${PACKAGE_NODE_FLAGS.join(' ')} "$root/lib/boxkeeper.mjs" "$@"
 `;
 
 /** Takes `<pkg>@<version>` from the npm registry once; later builds use the cached tarball. */

@@ -2,7 +2,8 @@
  * boxkeeper.exe: starts the bundled Node with the bundled agent and becomes it, as far as
  * Windows lets a parent: stdio inherited, exit code forwarded, and the child dies with us.
  *
- *   launcher.exe  (default)          <exe dir>\..\runtime\node.exe <exe dir>\..\lib\boxkeeper.mjs ARGS
+ *   launcher.exe  (default)          <exe dir>\..\runtime\node.exe --optimize-for-size
+ *                                    <exe dir>\..\lib\boxkeeper.mjs ARGS
  *   standin.exe   (-DBOXKEEPER_STANDIN), copied as java.exe, FreeSwitchConsole.exe, fs_cli.exe:
  *                                    <node> <exe dir>\<own name without .exe>.mjs ARGS
  *                 with <node> = %BOXKEEPER_STANDIN_NODE%, else node.exe from PATH. Like Java,
@@ -287,7 +288,12 @@ static int run(int argc, wchar_t **argv) {
 
     size_t len = 0;
     cmd[0] = 0;
-    int ok = append_arg(cmd, &len, node) && append_arg(cmd, &len, script);
+    int ok = append_arg(cmd, &len, node);
+#ifndef BOXKEEPER_STANDIN
+    /* PACKAGE_NODE_FLAGS of adapters/agent-install.ts: V8 keeps its heap close to what is live. */
+    ok = ok && append_arg(cmd, &len, L"--optimize-for-size");
+#endif
+    ok = ok && append_arg(cmd, &len, script);
 #ifdef BOXKEEPER_ENTRYPOINT
     ok = ok && append_arg(cmd, &len, L"switch-over") && append_arg(cmd, &len, L"--from-patch") &&
          append_arg(cmd, &len, version);

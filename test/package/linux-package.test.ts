@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
+import { PACKAGE_NODE_FLAGS } from '../../adapters/agent-install.ts';
 import { noRegistry } from '../../adapters/registry.ts';
 import { loadSettings } from '../../services/agent/settings.ts';
 import {
@@ -136,6 +137,10 @@ test('status, heartbeat and run work from the package against the simulator', as
     version: string;
   };
   assert.equal(running.agentVersion, pkg.version);
+  // The launcher's V8 flags reach the daemon (they keep its memory flat; docs/benchmarks.md).
+  const argv = (await readFile(`/proc/${running.pid}/cmdline`, 'utf8')).split('\0');
+  for (const flag of PACKAGE_NODE_FLAGS)
+    assert.ok(argv.includes(flag), `the daemon runs with ${flag}: ${argv.join(' ')}`);
   await d.waitUntil(
     () => h.sim.records.heartbeats.length >= 3,
     60_000,
