@@ -1,6 +1,6 @@
-// Crash safety of the update lifecycle: the agent is killed (SIGKILL) when each effect starts
-// and between the fsync and the rename of patch.meta writes, then started again. Every run must
-// converge — fully updated (or, in the failing scenario, fully rolled back), the database intact
+// Crash safety of the update lifecycle, run by test/integration/update-crash-*.test.ts: the
+// agent is killed (SIGKILL) when each effect starts and between the fsync and the rename of
+// patch.meta writes, then started again. Every run must converge — fully updated (or, in the failing scenario, fully rolled back), the database intact
 // with each SQL script applied exactly once, the services running, exactly the paused tasks
 // resumed — with no temp files left.
 import assert from 'node:assert/strict';
@@ -8,12 +8,13 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import type { TestContext } from 'node:test';
 import { buildStandinJar } from '../../fixtures/box/generate.ts';
 import { simKeyPair, type Scenario } from '../../fixtures/cloud-sim/server.ts';
 import type { UpdateStatus } from '../../services/update/update-engine.ts';
-import { childEnv, REPO, setupE2E, TSX_LOADER, waitUntil, type E2E } from '../helpers/cli.ts';
-import { appVersion, dbQuery, tempFiles } from '../helpers/update.ts';
+import { bundleChild, type ChildBundle } from './child-bundle.ts';
+import { childEnv, REPO, setupE2E, waitUntil, type E2E } from './cli.ts';
+import { appVersion, dbQuery, tempFiles } from './update.ts';
 
 const CHILD = join(REPO, 'test', 'helpers', 'update-crash-child.ts');
 const SETTINGS = {
@@ -35,18 +36,22 @@ interface ChildResult {
   stderr: string;
 }
 
-function runChild(settings: string, env: Record<string, string>): Promise<ChildResult> {
+function runChild(
+  child: ChildBundle,
+  settings: string,
+  env: Record<string, string>,
+): Promise<ChildResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', TSX_LOADER, CHILD, settings], {
+    const proc = spawn(process.execPath, [child.file, settings], {
       env: childEnv(env),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('close', (code, signal) => {
+    proc.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    proc.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 120_000);
+    proc.on('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr });
     });
@@ -92,7 +97,7 @@ async function scenario(failSecond: boolean, signed = false): Promise<Scenario> 
   };
 }
 
-interface Case {
+export interface Case {
   name: string;
   env: Record<string, string>;
   failSecond: boolean;
@@ -176,17 +181,32 @@ async function untilAppVersion(e: E2E, version: string, name: string): Promise<v
   );
 }
 
-const CASES: Case[] = [
-  ...SUCCESS_EFFECTS.map((c) => ({
-    name: `kill at ${c}`,
-    env: { CRASH_AT: c },
-    failSecond: false,
-  })),
+// Three groups of about 20 cases, one test file each, so that the test runner can spread them
+// over its slots (and the other files) instead of running one long file at the end.
+
+/** Killed as each effect of a successful two-version update starts. */
+export const KILL_AT_EFFECT_CASES: Case[] = SUCCESS_EFFECTS.map((c) => ({
+  name: `kill at ${c}`,
+  env: { CRASH_AT: c },
+  failSecond: false,
+}));
+
+/** Killed between the fsync and the rename of each patch.meta write, succeeding and failing. */
+export const KILL_BEFORE_RENAME_CASES: Case[] = [
   ...SUCCESS_STATES.map((s) => ({
     name: `kill before the rename into ${s}`,
     env: { CRASH_BEFORE_RENAME: s },
     failSecond: false,
   })),
+  ...FAILURE_STATES.map((s) => ({
+    name: `failing SQL, kill before the rename into ${s}`,
+    env: { CRASH_BEFORE_RENAME: s },
+    failSecond: true,
+  })),
+];
+
+/** Killed after effects, in a rollback, with calls active, with patch.meta lost, and signed. */
+export const KILL_AFTER_AND_ROLLBACK_CASES: Case[] = [
   ...AFTER_EFFECTS.map((c) => ({
     name: `kill after ${c}`,
     env: { CRASH_AFTER: c },
@@ -234,11 +254,6 @@ const CASES: Case[] = [
     env: { CRASH_AT: c },
     failSecond: true,
   })),
-  ...FAILURE_STATES.map((s) => ({
-    name: `failing SQL, kill before the rename into ${s}`,
-    env: { CRASH_BEFORE_RENAME: s },
-    failSecond: true,
-  })),
   // The anti-rollback counter (patch-counter.json) is written at admission and at commit.
   ...['admitVersions', 'commitSnapshot'].flatMap((effect) => [
     {
@@ -278,14 +293,14 @@ async function evidence(e: E2E): Promise<string> {
   return `\n-- stand-in app starts:\n${starts}-- agent on java:\n${lines.slice(-25).join('\n')}`;
 }
 
-async function runCase(c: Case): Promise<void> {
+async function runCase(child: ChildBundle, c: Case): Promise<void> {
   const e = await setupE2E({
     extraSettings:
       c.signed === true ? { ...SETTINGS, security: { patch_keys: KEY.publicKey } } : SETTINGS,
     sim: { scenario: await scenario(c.failSecond, c.signed) },
   });
   try {
-    await checkCase(c, e);
+    await checkCase(child, c, e);
   } catch (err) {
     (err as Error).message += await evidence(e);
     throw err;
@@ -294,7 +309,7 @@ async function runCase(c: Case): Promise<void> {
   }
 }
 
-async function checkCase(c: Case, e: E2E): Promise<void> {
+async function checkCase(child: ChildBundle, c: Case, e: E2E): Promise<void> {
   {
     const before = {
       jar: await sha(e.box.jarPath),
@@ -302,14 +317,14 @@ async function checkCase(c: Case, e: E2E): Promise<void> {
       db: JSON.stringify(await dbQuery(e.box.dbPath, 'SELECT * FROM task ORDER BY id')),
     };
     await c.before?.(e);
-    const first = await runChild(e.box.settingsPath, c.env);
+    const first = await runChild(child, e.box.settingsPath, c.env);
     assert.equal(
       first.signal,
       'SIGKILL',
       `${c.name}: the crash point was not reached (exit ${String(first.code)})\n${first.stderr.slice(-2000)}`,
     );
     await c.between?.(e);
-    const second = await runChild(e.box.settingsPath, {});
+    const second = await runChild(child, e.box.settingsPath, {});
     assert.equal(
       second.code,
       0,
@@ -388,20 +403,29 @@ async function checkCase(c: Case, e: E2E): Promise<void> {
   }
 }
 
-test('SIGKILL at every effect and before every patch.meta rename: each run converges', async (t) => {
-  // Two boxes at a time (the suite runs beside it): each case is two agent runs against its
-  // own box and simulator.
-  // UPDATE_CRASH_ONLY=<text> runs the matching cases only (while debugging).
+/**
+ * Runs `cases`, two boxes at a time (the suite runs beside it): each case is two agent runs
+ * against its own box and simulator. Every failure is collected, so one run names them all.
+ * UPDATE_CRASH_ONLY=<text> runs the matching cases only (while debugging).
+ */
+export async function runCrashCases(t: TestContext, cases: Case[]): Promise<void> {
   const only = process.env.UPDATE_CRASH_ONLY;
-  const queue = CASES.filter((c) => only === undefined || c.name.includes(only));
+  const queue = cases.filter((c) => only === undefined || c.name.includes(only));
+  const child = await bundleChild(CHILD);
   const failures: string[] = [];
-  const worker = async () => {
-    for (let c = queue.shift(); c !== undefined; c = queue.shift()) {
-      const name = c.name;
-      await runCase(c).catch((err: unknown) => failures.push(`${name}: ${(err as Error).message}`));
-    }
-  };
-  await Promise.all([worker(), worker()]);
-  t.diagnostic(`${CASES.length} crash cases`);
+  try {
+    const worker = async () => {
+      for (let c = queue.shift(); c !== undefined; c = queue.shift()) {
+        const name = c.name;
+        await runCase(child, c).catch((err: unknown) =>
+          failures.push(`${name}: ${(err as Error).message}`),
+        );
+      }
+    };
+    await Promise.all([worker(), worker()]);
+  } finally {
+    await child.remove();
+  }
+  t.diagnostic(`${cases.length} crash cases`);
   assert.deepEqual(failures, []);
-});
+}
