@@ -1,7 +1,6 @@
 // Durable file replacement: temp file in the same directory, fsync, rename, fsync the directory.
 // A reader therefore sees either the old or the new contents, never a torn file, and after the
 // call returns the new contents survive a power cut.
-import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -9,11 +8,12 @@ import { isErrnoCode, withPath } from './errors.ts';
 
 const TEMP_MARK = '.bk-tmp-';
 
+// crypto loads at the first write, not with this module: `status` and `health` only read, and
+// crypto is ~30 ms of a start (docs/benchmarks.md).
+const randomHex = () => process.getBuiltinModule('node:crypto').randomBytes(4).toString('hex');
+
 export function tempPathFor(path: string): string {
-  return join(
-    dirname(path),
-    `.${basename(path)}${TEMP_MARK}${process.pid}-${randomBytes(4).toString('hex')}`,
-  );
+  return join(dirname(path), `.${basename(path)}${TEMP_MARK}${process.pid}-${randomHex()}`);
 }
 
 /**

@@ -1,9 +1,12 @@
 // Processes: list (image name and command line), spawn detached, kill a tree, run a command.
-import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { errorMessage } from './errors.ts';
 import { listProcfs, procfsAvailable } from './procfs.ts';
+
+// Loaded at the first spawn: `status` and `health` start no process, and child_process brings
+// net, dgram and the stream stack with it (~20 ms of their start; docs/benchmarks.md).
+const childProcess = () => process.getBuiltinModule('node:child_process');
 
 export interface ProcInfo {
   pid: number;
@@ -248,7 +251,7 @@ export function createProcessControl(seams: ProcessSeams = {}): ProcessControl {
           mkdirSync(dirname(options.logFile), { recursive: true });
           out = openSync(options.logFile, 'a');
         }
-        const child = spawn(file, args, {
+        const child = childProcess().spawn(file, args, {
           cwd: options.cwd,
           env: options.env ?? process.env,
           detached: true,
@@ -290,7 +293,7 @@ export function createProcessControl(seams: ProcessSeams = {}): ProcessControl {
 
     exec(file, args, options) {
       return new Promise((resolve) => {
-        const child = spawn(file, args, {
+        const child = childProcess().spawn(file, args, {
           cwd: options.cwd,
           stdio: ['ignore', 'pipe', 'pipe'],
           windowsHide: true,

@@ -1,6 +1,5 @@
 // Windows registry access, behind an interface so Linux (no registry) and tests can supply
 // their own. The real implementation shells out to reg.exe, which every Windows has.
-import { execFile } from 'node:child_process';
 
 export interface Registry {
   /** A REG_SZ/REG_EXPAND_SZ value, or undefined when the key or value does not exist. */
@@ -28,14 +27,17 @@ function regQuery(
   view: '/reg:64' | '/reg:32',
 ): Promise<string | undefined> {
   return new Promise((resolve) => {
-    execFile(
-      'reg',
-      ['query', key, '/v', valueName, view],
-      { windowsHide: true, timeout: 10_000 },
-      (err, stdout) => {
-        resolve(err === null ? parseRegQuery(stdout, valueName) : undefined);
-      },
-    );
+    // child_process loads at the first query (Windows only): not at every start.
+    process
+      .getBuiltinModule('node:child_process')
+      .execFile(
+        'reg',
+        ['query', key, '/v', valueName, view],
+        { windowsHide: true, timeout: 10_000 },
+        (err, stdout) => {
+          resolve(err === null ? parseRegQuery(stdout, valueName) : undefined);
+        },
+      );
   });
 }
 

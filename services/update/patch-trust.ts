@@ -4,7 +4,11 @@
 // bytes). With `[security] patch_keys` set, a patch is installed only when that signature is by
 // one of the keys and everything the manifest says holds. The format is a contract other tools
 // produce: keep it stable.
-import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+
+// crypto loads when a key is first read: settings.ts (which every command loads) imports this
+// module, and crypto is ~30 ms of the start of `status` (docs/benchmarks.md).
+const crypto = () => process.getBuiltinModule('node:crypto');
 
 export const MANIFEST_FILE = 'boxkeeper.manifest.json';
 export const SIGNATURE_FILE = 'boxkeeper.manifest.sig';
@@ -43,7 +47,7 @@ function decodeBase64(text: string, bytes: number, what: string): Buffer {
 /** A raw 32-byte Ed25519 public key, base64, as settings.ini and `patch keygen` give it. */
 export function publicKeyFromBase64(text: string): KeyObject {
   const raw = decodeBase64(text, 32, 'Ed25519 public key');
-  return createPublicKey({
+  return crypto().createPublicKey({
     key: { kty: 'OKP', crv: 'Ed25519', x: raw.toString('base64url') },
     format: 'jwk',
   });
@@ -77,7 +81,7 @@ export function publicKeyToBase64(key: KeyObject): string {
 export function privateKeyFromPem(pem: string | Buffer, source: string): KeyObject {
   let key: KeyObject;
   try {
-    key = createPrivateKey(pem);
+    key = crypto().createPrivateKey(pem);
   } catch (err) {
     throw new PatchTrustError(`${source}: not a PEM private key (${(err as Error).message})`);
   }
@@ -89,7 +93,7 @@ export function privateKeyFromPem(pem: string | Buffer, source: string): KeyObje
 }
 
 export function signManifest(manifestBytes: Uint8Array, privateKey: KeyObject): string {
-  return sign(null, manifestBytes, privateKey).toString('base64');
+  return crypto().sign(null, manifestBytes, privateKey).toString('base64');
 }
 
 /** Which of `keys` (base64) signed `manifestBytes`; a refusal otherwise. */
@@ -99,7 +103,9 @@ export function checkSignature(
   keys: readonly string[],
 ): number {
   const sig = decodeBase64(signatureText, 64, SIGNATURE_FILE);
-  const index = keys.findIndex((k) => verify(null, manifestBytes, publicKeyFromBase64(k), sig));
+  const index = keys.findIndex((k) =>
+    crypto().verify(null, manifestBytes, publicKeyFromBase64(k), sig),
+  );
   if (index < 0)
     throw new PatchTrustError(
       `${SIGNATURE_FILE}: not a signature by any of the ${keys.length} key(s) in [security] patch_keys`,
