@@ -41,6 +41,9 @@ export function findAgentInstall(entryFile: string): AgentInstall {
   }
 }
 
+const ownRuntime = (home: string, platform: NodeJS.Platform) =>
+  join(home, 'runtime', platform === 'win32' ? 'node.exe' : 'node');
+
 /**
  * The Node runtime to run an install with: the package's own (`<home>/runtime/node[.exe]`), else
  * the one running now (a source checkout). Starting an install with its own runtime matters on
@@ -48,7 +51,7 @@ export function findAgentInstall(entryFile: string): AgentInstall {
  * from the install it swaps.
  */
 export function runtimeOf(home: string, platform: NodeJS.Platform = process.platform): string {
-  const own = join(home, 'runtime', platform === 'win32' ? 'node.exe' : 'node');
+  const own = ownRuntime(home, platform);
   return existsSync(own) ? own : process.execPath;
 }
 
@@ -101,7 +104,7 @@ export function startAgentProcess(
   const fd = openSync(logFile, 'a');
   try {
     const node = runtimeOf(home);
-    const child = spawn(node, [...runtimeFlags(node), join(home, entry), ...args], {
+    const child = spawn(node, [...runtimeFlags(home, node), join(home, entry), ...args], {
       cwd: home,
       detached: true,
       stdio: ['ignore', fd, fd],
@@ -117,17 +120,32 @@ export function startAgentProcess(
 }
 
 /**
- * The flags a package's launchers (bin/boxkeeper, bin\\boxkeeper.exe) give its Node runtime.
- * `--optimize-for-size` keeps V8's heap close to what is live: the idle daemon's RSS stayed
- * within ±10 % over a 2,500-beat soak (85 MiB median) where without it it climbed 82 → 104 MiB,
- * and a 100 MB download peaked at 81 instead of 101 MiB at the same CPU (docs/benchmarks.md).
+ * The flags a package's launchers (bin/boxkeeper, bin\\boxkeeper.exe), its service and a
+ * self-update give its Node runtime. A 1 MiB young generation (instead of up to 2 × 16 MiB)
+ * holds the idle daemon's RSS flat: within ±10 % over a 2,500-beat soak where without it it
+ * climbed 82 → 104 MiB, and a download's peak drops by ~16 MiB. `--optimize-for-size` held it
+ * ~4 MiB lower but changes V8's code-generation flags, so Node's built-in code cache no longer
+ * matches and every start compiles Node's own modules: +20 ms for `status`, +15 % for a resume
+ * after a crash (docs/benchmarks.md).
  */
-export const PACKAGE_NODE_FLAGS: readonly string[] = ['--optimize-for-size'];
+export const PACKAGE_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
 
-/** A package's runtime gets the launchers' flags; a checkout needs this process's (tsx). */
-function runtimeFlags(node: string): string[] {
-  return node === process.execPath ? process.execArgv : [...PACKAGE_NODE_FLAGS];
+/**
+ * The Node flags to start `home`'s entry with `node`: the install's own runtime gets the
+ * launchers' flags (whoever starts it: a launcher, the service manager, a self-update); any other
+ * Node (a source checkout's) gets `otherwise`, e.g. this process's tsx loader.
+ */
+export function nodeFlagsFor(
+  home: string,
+  node: string,
+  otherwise: readonly string[],
+  platform: NodeJS.Platform = process.platform,
+): string[] {
+  const own = ownRuntime(home, platform);
+  return node === own && existsSync(own) ? [...PACKAGE_NODE_FLAGS] : [...otherwise];
 }
+
+const runtimeFlags = (home: string, node: string) => nodeFlagsFor(home, node, process.execArgv);
 
 /** What self-update does to installs, behind one interface (the service receives it). */
 export interface AgentInstalls {
@@ -151,7 +169,7 @@ export function nodeAgentInstalls(
     readPackage: readAgentPackage,
     runVersion: (home, entry) => {
       const node = runtimeOf(home);
-      return processes.exec(node, [...runtimeFlags(node), join(home, entry), '--version'], {
+      return processes.exec(node, [...runtimeFlags(home, node), join(home, entry), '--version'], {
         timeoutMs: 60_000,
         cwd: home,
       });

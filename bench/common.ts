@@ -48,7 +48,7 @@ export async function caseCommand(
   opts: { runner: string; profile: boolean; profileDir: string; bundlePackages?: boolean },
 ): Promise<string[]> {
   // NODE_FLAGS: V8/Node flags for the measured process only (NODE_OPTIONS would reach the
-  // driver too, and refuses most V8 flags), e.g. "--optimize-for-size".
+  // driver too, and refuses most V8 flags), e.g. "--max-semi-space-size=1".
   const flags = (process.env.NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
   const prof = [
     ...flags,

@@ -12,7 +12,7 @@
 //   TARGET=package node --import tsx bench/resume.ts   # after npm run package -- --target linux-x64
 //
 // Environment: RUNS (default 15), WARMUP (default 2), TARGET (build | package), PACKAGE (an
-// unpacked package folder).
+// unpacked package folder), NODE_FLAGS (the package's runtime flags; default: the launchers').
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { PACKAGE_NODE_FLAGS } from '../adapters/agent-install.ts';
 import { buildStandinJar, createFixtureBox } from '../fixtures/box/generate.ts';
 import { startCloudSimulator } from '../fixtures/cloud-sim/server.ts';
 
@@ -62,7 +63,13 @@ async function launcher(scratch: string): Promise<string[]> {
     await promisify(execFile)('tar', ['-xzf', archive, '-C', scratch]);
     pkg = join(scratch, `boxkeeper-${version}-linux-x64`);
   }
-  return [join(pkg, 'runtime', 'node'), join(pkg, 'lib', 'boxkeeper.mjs')];
+  // As the service manager and the launchers start it: with the package's V8 flags, unless
+  // NODE_FLAGS names others ("" for none).
+  const flags =
+    process.env.NODE_FLAGS === undefined
+      ? [...PACKAGE_NODE_FLAGS]
+      : process.env.NODE_FLAGS.split(/\s+/).filter((f) => f !== '');
+  return [join(pkg, 'runtime', 'node'), ...flags, join(pkg, 'lib', 'boxkeeper.mjs')];
 }
 
 /** The time written on the line of the trace of `pid` that holds `needle`, once it is there. */

@@ -5,6 +5,7 @@
 import { ExitCode } from '../exit-codes.ts';
 import { existsSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
+import { nodeFlagsFor } from '../../adapters/agent-install.ts';
 import { controlRequest, readControlInfo } from '../../adapters/control.ts';
 import { UsageError } from '../../adapters/errors.ts';
 import { ownerAlive, readLockOwner } from '../../adapters/instance-lock.ts';
@@ -63,9 +64,10 @@ function loaderFlags(execArgv: string[]): string[] {
  */
 export function agentLauncher(): Launcher & { home: string } {
   const me = agentInstall();
+  const flags = nodeFlagsFor(me.home, process.execPath, loaderFlags(process.execArgv));
   return {
     program: process.execPath,
-    args: [...loaderFlags(process.execArgv), join(me.home, me.entry)],
+    args: [...flags, join(me.home, me.entry)],
     home: me.home,
   };
 }

@@ -2,7 +2,7 @@
  * boxkeeper.exe: starts the bundled Node with the bundled agent and becomes it, as far as
  * Windows lets a parent: stdio inherited, exit code forwarded, and the child dies with us.
  *
- *   launcher.exe  (default)          <exe dir>\..\runtime\node.exe --optimize-for-size
+ *   launcher.exe  (default)          <exe dir>\..\runtime\node.exe --max-semi-space-size=1
  *                                    <exe dir>\..\lib\boxkeeper.mjs ARGS
  *   standin.exe   (-DBOXKEEPER_STANDIN), copied as java.exe, FreeSwitchConsole.exe, fs_cli.exe:
  *                                    <node> <exe dir>\<own name without .exe>.mjs ARGS
@@ -290,8 +290,8 @@ static int run(int argc, wchar_t **argv) {
     cmd[0] = 0;
     int ok = append_arg(cmd, &len, node);
 #ifndef BOXKEEPER_STANDIN
-    /* PACKAGE_NODE_FLAGS of adapters/agent-install.ts: V8 keeps its heap close to what is live. */
-    ok = ok && append_arg(cmd, &len, L"--optimize-for-size");
+    /* PACKAGE_NODE_FLAGS of adapters/agent-install.ts (a unit test holds the two together). */
+    ok = ok && append_arg(cmd, &len, L"--max-semi-space-size=1");
 #endif
     ok = ok && append_arg(cmd, &len, script);
 #ifdef BOXKEEPER_ENTRYPOINT

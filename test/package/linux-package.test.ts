@@ -150,6 +150,23 @@ test('status, heartbeat and run work from the package against the simulator', as
   assert.equal(stopped.code, 0, show(stopped));
 });
 
+test("the service a package installs starts its runtime with the launchers' flags", async (t) => {
+  const h = await setupE2E({ cliOptions: opts });
+  t.after(() => h.close());
+  const units = await mkdtemp(join(tmpdir(), 'bk-pkg-units-'));
+  t.after(() => rm(units, { recursive: true, force: true }));
+  // systemd and WinSW start node itself (they signal their main process), not bin/boxkeeper.
+  const dry = await h.cli(['service', 'install', '--dry-run', '--unit-dir', units]);
+  assert.equal(dry.code, 0, show(dry));
+  const exec = /^ExecStart=(.*)$/m.exec(dry.stdout)?.[1] ?? '';
+  const node = join(pkgDir, 'runtime', 'node');
+  const entry = join(pkgDir, 'lib', 'boxkeeper.mjs');
+  assert.ok(
+    exec.startsWith(`${node} ${PACKAGE_NODE_FLAGS.join(' ')} ${entry} run `),
+    `ExecStart=${exec}`,
+  );
+});
+
 test('a snapshot of a box with many files is committed and verified from the package (the hash pool runs its workers from the bundle)', async (t) => {
   const h: E2E = await setupE2E({ cliOptions: opts });
   t.after(() => h.close());
