@@ -3,6 +3,7 @@
 // Native and helper binaries stay files next to the bundle: sqlite3's addon is loaded as
 // lib/node_sqlite3.node and ps-list finds its Windows helper in lib/vendor/.
 import { build, type Plugin } from 'esbuild';
+import { builtinModules } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -17,6 +18,30 @@ const sqliteAddonNextToBundle: Plugin = {
       loader: 'js',
     }));
     b.onResolve({ filter: /\.node$/ }, (args) => ({ path: args.path, external: true }));
+  },
+};
+
+/**
+ * Node's built-in modules are taken with `process.getBuiltinModule` (Node ≥ 20.16; the package
+ * runs its own Node 24) rather than by ES import. An ES import of a built-in builds its module
+ * namespace, which reads every export and so runs every lazy getter: `node:http` loads undici
+ * (fetch, WebSocket) for its `WebSocket` export, ~12 ms of each start of `run`; `node:fs` loads
+ * the promises API with streams and readline. As a CommonJS module, an export is read where it
+ * is used (docs/benchmarks.md, Restart after SIGKILL).
+ */
+const builtinsOnUse: Plugin = {
+  name: 'builtins-on-use',
+  setup(b) {
+    const names = new Set(builtinModules);
+    b.onResolve({ filter: /^(node:)?[a-z_/]+$/ }, (args) => {
+      const name = args.path.replace(/^node:/, '');
+      if (!names.has(name) || args.kind !== 'import-statement') return undefined;
+      return { path: `node:${name}`, namespace: 'builtin' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => ({
+      contents: `module.exports = process.getBuiltinModule(${JSON.stringify(args.path)});`,
+      loader: 'js',
+    }));
   },
 };
 
@@ -46,7 +71,7 @@ export async function bundleAgent(libDir: string): Promise<string[]> {
     inject: ['packaging/cjs-shim.ts'],
     // Optional speed-ups of ws that it loads inside try/catch.
     external: ['bufferutil', 'utf-8-validate'],
-    plugins: [sqliteAddonNextToBundle],
+    plugins: [sqliteAddonNextToBundle, builtinsOnUse],
     metafile: true,
     logLevel: 'warning',
   });
