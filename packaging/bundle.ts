@@ -45,6 +45,22 @@ const builtinsOnUse: Plugin = {
   },
 };
 
+/**
+ * zod's `locales` namespace holds its error messages in 64 languages, half of zod's 584 KB in
+ * the bundle; the agent never switches from English (its default). Every start of `run` parses
+ * the chunk, so it is compiled without them (docs/benchmarks.md, Restart after SIGKILL).
+ */
+const zodEnglishOnly: Plugin = {
+  name: 'zod-english-only',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]node_modules[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ }, (args) => ({
+      contents: "export { default as en } from './en.js';",
+      loader: 'js',
+      resolveDir: dirname(args.path),
+    }));
+  },
+};
+
 // esbuild's require helper needs a `require` in scope; nothing of ours declares one.
 const BANNER = [
   "import { createRequire as __bkRequire } from 'node:module';",
@@ -71,7 +87,7 @@ export async function bundleAgent(libDir: string): Promise<string[]> {
     inject: ['packaging/cjs-shim.ts'],
     // Optional speed-ups of ws that it loads inside try/catch.
     external: ['bufferutil', 'utf-8-validate'],
-    plugins: [sqliteAddonNextToBundle, builtinsOnUse],
+    plugins: [sqliteAddonNextToBundle, builtinsOnUse, zodEnglishOnly],
     metafile: true,
     logLevel: 'warning',
   });
