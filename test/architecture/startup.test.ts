@@ -23,10 +23,14 @@ export function staticValueImports(source: string): string[] {
   return found;
 }
 
-/** Every module that loads before main() runs, with the bare (package) specifiers they name. */
-function staticClosure(entry: string): { files: string[]; packages: string[] } {
+/**
+ * Every module that loads before main() runs, with the bare (package) specifiers and the
+ * built-ins they name.
+ */
+function staticClosure(entry: string): { files: string[]; packages: string[]; builtins: string[] } {
   const seen = new Set<string>();
   const packages = new Set<string>();
+  const builtins = new Set<string>();
   const todo = [entry];
   while (todo.length > 0) {
     const file = todo.pop() as string;
@@ -34,10 +38,16 @@ function staticClosure(entry: string): { files: string[]; packages: string[] } {
     seen.add(file);
     for (const spec of staticValueImports(readFileSync(file, 'utf8'))) {
       if (spec.startsWith('.')) todo.push(resolve(dirname(file), spec));
-      else if (!spec.startsWith('node:') && !builtinModules.includes(spec)) packages.add(spec);
+      else if (spec.startsWith('node:') || builtinModules.includes(spec))
+        builtins.add(spec.replace(/^node:/, ''));
+      else packages.add(spec);
     }
   }
-  return { files: [...seen].map((f) => relative(root, f)).sort(), packages: [...packages] };
+  return {
+    files: [...seen].map((f) => relative(root, f)).sort(),
+    packages: [...packages],
+    builtins: [...builtins],
+  };
 }
 
 test('cli/main.ts and what it loads statically import no third-party package', () => {
@@ -48,10 +58,17 @@ test('cli/main.ts and what it loads statically import no third-party package', (
 
 // status and health are what an operator and a monitoring script run most: they read files and
 // ask whether the agent's pid lives, so nothing third-party (zod, YAML, pino, xstate) loads.
+// Nor crypto or child_process, which load ~30 and ~20 ms of Node's own modules with them
+// (docs/benchmarks.md, Start-up): the modules they share with other commands take those at first
+// use (process.getBuiltinModule).
 test('status, health and what they load statically import no third-party package', () => {
   for (const command of ['status', 'health']) {
-    const { files, packages } = staticClosure(join(root, 'cli', 'commands', `${command}.ts`));
+    const { files, packages, builtins } = staticClosure(
+      join(root, 'cli', 'commands', `${command}.ts`),
+    );
     assert.deepEqual(packages, [], `loaded by ${command} through ${files.join(', ')}`);
+    for (const heavy of ['crypto', 'child_process'])
+      assert.ok(!builtins.includes(heavy), `${command} loads node:${heavy} at start`);
     assert.ok(files.includes('services/agent/agent-files.ts'), 'the closure was followed');
   }
 });
