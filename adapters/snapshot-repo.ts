@@ -12,6 +12,7 @@ import {
   rmSync,
 } from 'node:fs';
 import type * as ChildProcess from 'node:child_process';
+import { isAscii } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
@@ -60,14 +61,42 @@ interface PackedManifest extends Omit<Manifest, 'entries' | 'format'> {
 
 // An entry read from a format-2 manifest remembers its packed form: a commit mostly re-lists
 // HEAD's entries (the same objects), and encoding those again is then a lookup instead of
-// building an array per entry. Entries are never modified once made, so it stays true.
-const PACKED = Symbol('packed');
+// building an array per entry. Entries are never modified once made, so it stays true. A class
+// with a private field rather than object literals with a symbol key: decoding 20,000 entries
+// took 28-33 ms as literals and 8-9 ms as instances (one shape, no keyed define per entry);
+// the field stays out of JSON, spreads and key listings.
+class DecodedEntry implements ManifestEntry {
+  readonly path: string;
+  readonly type: EntryType;
+  readonly mode: number;
+  readonly size?: number;
+  readonly hash?: string;
+  readonly target?: string;
+  readonly #packed: PackedEntry;
 
-type Decoded = ManifestEntry & { [PACKED]?: PackedEntry };
+  constructor(p: PackedEntry) {
+    this.path = p[0];
+    this.mode = p[1];
+    this.#packed = p;
+    if (p.length === 2) this.type = 'dir';
+    else if (p.length === 3) {
+      this.type = 'symlink';
+      this.target = p[2];
+    } else {
+      this.type = 'file';
+      this.size = p[2];
+      this.hash = p[3];
+    }
+  }
 
-function pack(e: Decoded): PackedEntry {
+  static packedOf(e: ManifestEntry): PackedEntry | undefined {
+    return e instanceof DecodedEntry ? e.#packed : undefined;
+  }
+}
+
+function pack(e: ManifestEntry): PackedEntry {
   return (
-    e[PACKED] ??
+    DecodedEntry.packedOf(e) ??
     (e.type === 'dir'
       ? [e.path, e.mode]
       : e.type === 'symlink'
@@ -89,15 +118,19 @@ function encodeManifest(m: Manifest): string {
   return JSON.stringify(packed);
 }
 
+/**
+ * A manifest file's text. Most are ASCII (paths, hex, numbers), and then decoding as Latin-1
+ * gives the same string for the cost of a copy, skipping the UTF-8 decoder (a 3 MB manifest,
+ * cold process: 17-32 ms read as text, 5-19 ms read as bytes and copied).
+ */
+function manifestText(bytes: Buffer): string {
+  return isAscii(bytes) ? bytes.toString('latin1') : bytes.toString('utf8');
+}
+
 function decodeManifest(text: string): Manifest {
   const raw = JSON.parse(text) as (Manifest & { format: 1 }) | PackedManifest;
   if (raw.format !== 2) return raw;
-  const entries = raw.entries.map((p): Decoded => {
-    if (p.length === 2) return { path: p[0], type: 'dir', mode: p[1], [PACKED]: p };
-    if (p.length === 3)
-      return { path: p[0], type: 'symlink', mode: p[1], target: p[2], [PACKED]: p };
-    return { path: p[0], type: 'file', mode: p[1], size: p[2], hash: p[3], [PACKED]: p };
-  });
+  const entries = raw.entries.map((p) => new DecodedEntry(p));
   const { version, parent, time, subject, roots } = raw;
   return { format: 2, version, parent, time, subject, roots, entries };
 }
@@ -408,7 +441,7 @@ export class SnapshotRepo {
   async readCommit(id: string): Promise<Manifest> {
     let text: string;
     try {
-      text = await readFile(join(this.dir, 'commits', `${id}.json`), 'utf8');
+      text = manifestText(await readFile(join(this.dir, 'commits', `${id}.json`)));
     } catch (err) {
       if (isErrnoCode(err, 'ENOENT'))
         throw new Error(`commit ${id} is missing from ${this.dir}`, { cause: err });

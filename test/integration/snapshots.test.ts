@@ -67,6 +67,30 @@ test('a second commit re-reads only files whose stat changed', async (t) => {
   assert.deepEqual(diff, { added: [], removed: [], modified: [join(f.box, 'application.yml')] });
 });
 
+test('non-ASCII names (a Chinese Windows box) survive commit, a second commit and rollback', async (t) => {
+  const f = await createSnapshotFixture();
+  t.after(() => f.cleanup());
+  // A manifest with such names is not ASCII and is read as UTF-8, not Latin-1.
+  await mkdir(join(f.box, 'data', '录音'));
+  await writeFile(join(f.box, 'data', '录音', '通话 1.wav'), 'RIFF one');
+  await symlink('通话 1.wav', join(f.box, 'data', '录音', '最新.wav'));
+  const before = await treeState(f.box, SKIP);
+  const first = await f.service.commit({ version: 'V1' });
+  const cache = await f.repo.readStatCache();
+  assert.ok(cache);
+  await f.repo.writeStatCache({ ...cache, writtenAtMs: cache.writtenAtMs + 10_000 });
+  await writeFile(join(f.box, 'data', '录音', '通话 1.wav'), 'RIFF two, longer');
+  const second = await f.service.commit({ version: 'V2' });
+  assert.equal(second.hashed, 1, 'the unchanged files came from the stat cache by name');
+  assert.deepEqual(await f.service.diff(first.version, second.version), {
+    added: [],
+    removed: [],
+    modified: [join(f.box, 'data', '录音', '通话 1.wav')],
+  });
+  await f.service.rollback('V1', { discardChanges: true });
+  assert.deepEqual(await treeState(f.box, SKIP), before);
+});
+
 test('rollback saves uncommitted changes as a snapshot first unless told to discard them', async (t) => {
   const f = await createSnapshotFixture();
   t.after(() => f.cleanup());
