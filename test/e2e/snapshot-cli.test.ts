@@ -3,29 +3,13 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { appendFile, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { createFixtureBox, type FixtureBox } from '../../fixtures/box/generate.ts';
-
-const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const tsx = import.meta.resolve('tsx');
+import { runCli } from '../helpers/cli.ts';
 
 function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(
-      process.execPath,
-      ['--import', tsx, join(repoRoot, 'cli', 'main.ts'), ...args],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runCli(args, { timeoutMs: 120_000 });
 }
 
 async function box(t: TestContext): Promise<FixtureBox> {

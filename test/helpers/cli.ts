@@ -1,11 +1,10 @@
-// Shared helpers of the end-to-end tests: run the real CLI (current source, through tsx) as a
-// child process, drive a `boxkeeper run` daemon and read its JSON log lines, and set up a
+// Shared helpers of the end-to-end tests: run the real CLI (the current source, bundled once per
+// test process) as a child process, drive a `boxkeeper run` daemon and read its JSON log lines, and set up a
 // fixture box wired to a cloud simulator with short timers. Test-only code.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import {
   createFixtureBox,
   type FixtureBox,
@@ -17,11 +16,10 @@ import {
   type SimOptions,
 } from '../../fixtures/cloud-sim/server.ts';
 import type { AgentStatus } from '../../services/agent/agent.ts';
+import { childCommand, REPO, TSX_LOADER } from './child-bundle.ts';
 
-export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export { REPO, TSX_LOADER };
 export const CLI_MAIN = join(REPO, 'cli', 'main.ts');
-/** tsx's ESM loader, so children run the current TypeScript source rather than dist/. */
-export const TSX_LOADER = import.meta.resolve('tsx');
 
 /** Short timers for the daemon: supervision in fractions of a second, a 1 s cloud timeout. */
 export const FAST_SETTINGS: Record<string, Record<string, string>> = {
@@ -103,7 +101,7 @@ export interface CliOptions {
   env?: Record<string, string>;
   /** Killed (SIGKILL) after this long; default 30 s. */
   timeoutMs?: number;
-  /** The CLI entry to run (default: this checkout's cli/main.ts). */
+  /** A CLI entry to run through tsx (default: this checkout's CLI, bundled). */
   main?: string;
   /** An executable to run instead of Node + `main`: a release package's bin/boxkeeper. */
   launcher?: string;
@@ -111,9 +109,12 @@ export interface CliOptions {
 
 function spawnCli(args: string[], opts: CliOptions): ChildProcess {
   const [file, argv] =
-    opts.launcher === undefined
-      ? [process.execPath, ['--import', TSX_LOADER, opts.main ?? CLI_MAIN, ...args]]
-      : [opts.launcher, args];
+    opts.launcher !== undefined
+      ? [opts.launcher, args]
+      : opts.main !== undefined
+        ? [process.execPath, ['--import', TSX_LOADER, opts.main, ...args]]
+        : // Named boxkeeper.mjs, as in a package, so that the agent finds its install.
+          [process.execPath, [...childCommand(CLI_MAIN, 'boxkeeper'), ...args]];
   return spawn(file, argv, {
     cwd: opts.cwd ?? REPO,
     env: childEnv(opts.env),

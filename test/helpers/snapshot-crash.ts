@@ -8,10 +8,9 @@ import type { HashPool } from '../../adapters/hash-pool.ts';
 import type { SnapshotRepo } from '../../adapters/snapshot-repo.ts';
 import type { TreeOps } from '../../adapters/tree.ts';
 import type { SnapshotConfig } from '../../services/snapshot/snapshots.ts';
+import { childCommand } from './child-bundle.ts';
 
 export const CRASH_CHILD = fileURLToPath(new URL('./snapshot-crash-child.ts', import.meta.url));
-/** tsx's ESM loader, so the child runs the current TypeScript source. */
-const TSX_LOADER = import.meta.resolve('tsx');
 
 type MethodOf<T> = {
   [K in keyof T]: T[K] extends (...args: never[]) => unknown ? K : never;
@@ -61,16 +60,16 @@ export function crashMarker(p: CrashPoint): string {
   return `CRASH AT ${crashLabel(p)}\n`;
 }
 
-/** Runs the crash child (current source through tsx) and waits for it to end. */
+/** Runs the crash child (current source, bundled once per test process) and waits for it to end. */
 export function runCrashChild(args: CrashChildArgs): Promise<ChildOutcome> {
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.NODE_TEST_CONTEXT;
   return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['--import', TSX_LOADER, CRASH_CHILD, JSON.stringify(args)],
-      { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 },
-    );
+    const child = spawn(process.execPath, [...childCommand(CRASH_CHILD), JSON.stringify(args)], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 30_000,
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
