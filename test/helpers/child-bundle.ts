@@ -7,8 +7,8 @@
 // above the entry).
 import type { BuildOptions } from 'esbuild';
 import { createRequire } from 'node:module';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -21,6 +21,28 @@ export interface ChildBundle {
   /** The bundled entry, to run with `node <file>`. */
   file: string;
   remove(): Promise<void>;
+}
+
+const PREFIX = 'boxkeeper-test-';
+const STALE_MS = 24 * 3600_000;
+
+/**
+ * A dir under the cache for one bundle. Bundles of test processes that were killed (their exit
+ * handler never ran) are swept here once they are a day old.
+ */
+function bundleDir(): string {
+  mkdirSync(CACHE, { recursive: true });
+  for (const name of readdirSync(CACHE)) {
+    if (!name.startsWith(PREFIX)) continue;
+    const dir = join(CACHE, name);
+    try {
+      if (Date.now() - statSync(dir).mtimeMs > STALE_MS)
+        rmSync(dir, { recursive: true, force: true });
+    } catch {
+      // Another test process swept it first.
+    }
+  }
+  return mkdtempSync(join(CACHE, PREFIX));
 }
 
 function options(entry: string, name: string, outdir: string): BuildOptions {
@@ -41,8 +63,7 @@ function options(entry: string, name: string, outdir: string): BuildOptions {
 
 /** `name`: the bundle's file name without .mjs (default: the entry's). */
 export async function bundleChild(entry: string, name?: string): Promise<ChildBundle> {
-  await mkdir(CACHE, { recursive: true });
-  const dir = await mkdtemp(join(CACHE, 'boxkeeper-test-'));
+  const dir = bundleDir();
   const base = name ?? basename(entry, extname(entry));
   const { build } = await import('esbuild');
   await build(options(entry, base, dir));
@@ -57,8 +78,7 @@ export async function bundleChild(entry: string, name?: string): Promise<ChildBu
  * a child synchronously and are used by many tests of a file.
  */
 export function bundleChildSync(entry: string, name?: string): string {
-  mkdirSync(CACHE, { recursive: true });
-  const dir = mkdtempSync(join(CACHE, 'boxkeeper-test-'));
+  const dir = bundleDir();
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const base = name ?? basename(entry, extname(entry));
   // Taken at first use: crash children import this module (through snapshot-crash.ts), and
